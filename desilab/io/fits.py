@@ -306,14 +306,14 @@ def arrow_to_numpy(table: pa.Table, string_widths: dict[str, int] | None = None)
             shape: tuple[int, ...] = (size,)
             if field.metadata and b"shape" in field.metadata:
                 shape = tuple(int(s) for s in field.metadata[b"shape"].decode().split(","))
-            arr = flat.reshape((len(col),) + shape)
+            arr = flat.reshape((len(col), *shape))
             dtypes.append((field.name, arr.dtype, shape))
         else:
             arr = col.to_numpy(zero_copy_only=False)
             dtypes.append((field.name, arr.dtype))
         cols.append(arr)
     out = np.zeros(table.num_rows, dtype=dtypes)
-    for field, arr in zip(table.schema, cols):
+    for field, arr in zip(table.schema, cols, strict=True):
         out[field.name] = arr
     return out
 
