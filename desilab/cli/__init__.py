@@ -105,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``desilab`` script; returns the exit code."""
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
-        app(args=argv, standalone_mode=False)
+        # with standalone_mode=False click *returns* the code of a typer.Exit raised by a command
+        rc = app(args=argv, standalone_mode=False)
     except DesilabError as exc:
         if debug:
             err_console.print_exception()
@@ -120,9 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         err_console.print("interrupted")
         return 130
     except Exception as exc:  # click usage errors and real bugs
-        import click
-
-        if isinstance(exc, click.ClickException):
+        # click usage errors (typer may vendor click, so match by interface, not by class)
+        if callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None), int):
             exc.show()
             return exc.exit_code
         if debug:
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
             soft_wrap=True,
         )
         return 70
-    return 0
+    return rc if isinstance(rc, int) else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

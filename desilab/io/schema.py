@@ -74,7 +74,7 @@ class Column:
     Attributes
     ----------
     name
-        TTYPE, upper case.
+        TTYPE as the producer spells it (upper case for DESI; SDSS and VAST use lower case).
     tform
         FITS TFORM (``"K"``, ``"10D"``, ``"6A"``).
     unit
@@ -119,9 +119,9 @@ class TableHDU:
     kind: Literal["table"] = "table"
 
     def column(self, name: str) -> Column:
-        """Look a column up by name (KeyError if absent)."""
+        """Look a column up by name, case-insensitively (KeyError if absent)."""
         for col in self.columns:
-            if col.name == name.upper():
+            if col.name.upper() == name.upper():
                 return col
         raise KeyError(name)
 
