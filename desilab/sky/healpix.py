@@ -7,7 +7,8 @@ the pixel maths; this module fixes the conventions so nobody passes ``nest=False
 
 from __future__ import annotations
 
-import healpy as hp
+from types import ModuleType
+
 import numpy as np
 
 __all__ = [
@@ -24,6 +25,14 @@ __all__ = [
 
 DR1_NSIDE = 64
 """HEALPix nside of the DR1 healpix spectra tree (NESTED)."""
+
+
+def _hp() -> ModuleType:
+    """healpy, imported on first use: its import pulls in matplotlib and astropy
+    (seconds per worker process), which many callers of this module never need."""
+    import healpy
+
+    return healpy
 
 
 def order_to_nside(order: int) -> int:
@@ -45,12 +54,12 @@ def radec_to_healpix(
     ra: np.ndarray | float, dec: np.ndarray | float, nside: int = DR1_NSIDE
 ) -> np.ndarray:
     """NESTED pixel index of each (RA, Dec) in degrees (int64)."""
-    return np.asarray(hp.ang2pix(nside, ra, dec, nest=True, lonlat=True), dtype=np.int64)
+    return np.asarray(_hp().ang2pix(nside, ra, dec, nest=True, lonlat=True), dtype=np.int64)
 
 
 def healpix_to_radec(pix: np.ndarray | int, nside: int = DR1_NSIDE) -> tuple[np.ndarray, np.ndarray]:
     """Centre (RA, Dec) in degrees of NESTED pixels."""
-    ra, dec = hp.pix2ang(nside, pix, nest=True, lonlat=True)
+    ra, dec = _hp().pix2ang(nside, pix, nest=True, lonlat=True)
     return np.asarray(ra), np.asarray(dec)
 
 
@@ -61,13 +70,14 @@ def pixgroup(pix: np.ndarray | int) -> np.ndarray:
 
 def pixel_area_deg2(nside: int) -> float:
     """Area of one pixel in deg²."""
-    return float(hp.nside2pixarea(nside, degrees=True))
+    return float(_hp().nside2pixarea(nside, degrees=True))
 
 
 def query_disc(
     ra: float, dec: float, radius_deg: float, nside: int = DR1_NSIDE, inclusive: bool = True
 ) -> np.ndarray:
     """NESTED pixels overlapping a disc (``inclusive=True`` never misses one)."""
+    hp = _hp()
     vec = hp.ang2vec(ra, dec, lonlat=True)
     return np.sort(hp.query_disc(nside, vec, np.radians(radius_deg), inclusive=inclusive, nest=True))
 

@@ -1,0 +1,1 @@
+"""The sample sky: a realistic mock DR1 universe with known truth, written in the real formats."""
