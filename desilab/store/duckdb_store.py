@@ -1,0 +1,306 @@
+"""Embedded backend: one DuckDB file, Arrow in and out, zero set-up.
+
+Spatial queries use the ``hpx14`` column (NESTED HEALPix order 14). Rows of every
+ingested file are written sorted by ``hpx14``, so DuckDB's per-row-group min/max
+statistics (zone maps) skip everything outside the few index ranges of a cone; the
+exact great-circle (haversine) distance is then computed on the survivors only.
+Crossmatches fetch the candidate rows the same way and pair them with the in-memory
+kernel (:func:`desilab.sky.crossmatch.match_sky`), which gives astropy's pairs.
+
+DuckDB allows one writing process per file: a second process (another ``desilab
+ingest``) gets a clear :class:`~desilab.errors.StoreError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from desilab.errors import InputError, StoreError
+from desilab.sky.hpxrange import covering_ranges, disc_ranges
+from desilab.store.base import Store, kernel_match
+from desilab.store.schema import HPX_COLUMN, StoreColumn
+
+__all__ = ["DuckDBStore", "cluster_ranges"]
+
+_TYPES = {
+    "int16": "SMALLINT",
+    "int32": "INTEGER",
+    "int64": "BIGINT",
+    "float32": "REAL",
+    "float64": "DOUBLE",
+    "bool": "BOOLEAN",
+    "string": "VARCHAR",
+    "timestamp": "TIMESTAMP",
+    "list<float32>": "REAL[]",
+    "list<float64>": "DOUBLE[]",
+    "list<int32>": "INTEGER[]",
+    "list<int64>": "BIGINT[]",
+}
+_LOGICAL = {
+    "SMALLINT": "int16",
+    "TINYINT": "int16",
+    "UTINYINT": "int16",
+    "INTEGER": "int32",
+    "USMALLINT": "int32",
+    "BIGINT": "int64",
+    "UINTEGER": "int64",
+    "FLOAT": "float32",
+    "REAL": "float32",
+    "DOUBLE": "float64",
+    "BOOLEAN": "bool",
+    "VARCHAR": "string",
+    "TIMESTAMP": "timestamp",
+    "FLOAT[]": "list<float32>",
+    "REAL[]": "list<float32>",
+    "DOUBLE[]": "list<float64>",
+    "INTEGER[]": "list<int32>",
+    "BIGINT[]": "list<int64>",
+}
+
+
+def _arrow(rel: Any) -> pa.Table:
+    """Arrow table of a DuckDB relation/result (DuckDB 1.x and 2.x spellings)."""
+    fn = getattr(rel, "to_arrow_table", None) or getattr(rel, "fetch_arrow_table", None) or rel.arrow
+    return fn()
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def cluster_ranges(ranges: np.ndarray, max_clusters: int = 8, gap: int = 4096) -> np.ndarray:
+    """Merge index ranges separated by less than *gap* until at most *max_clusters* remain.
+
+    DuckDB evaluates a long OR of ranges row by row, while a few BETWEENs are pushed
+    into the scan; the exact distance test removes what the wider ranges let through.
+    """
+    if len(ranges) == 0:
+        return ranges
+    while True:
+        breaks = np.flatnonzero(ranges[1:, 0] - ranges[:-1, 1] > gap)
+        if breaks.size + 1 <= max_clusters:
+            starts = np.r_[0, breaks + 1]
+            ends = np.r_[breaks, len(ranges) - 1]
+            return np.column_stack([ranges[starts, 0], ranges[ends, 1]])
+        gap *= 16
+
+
+def _range_predicate(ranges: np.ndarray) -> str:
+    if len(ranges) == 0:
+        return "FALSE"
+    ors = " OR ".join(f"{HPX_COLUMN} BETWEEN {int(lo)} AND {int(hi)}" for lo, hi in ranges)
+    if len(ranges) == 1:
+        return f"({ors})"
+    # the outer BETWEEN is what DuckDB pushes into the scan (zone maps, fast path)
+    return f"({HPX_COLUMN} BETWEEN {int(ranges[0, 0])} AND {int(ranges[-1, 1])} AND ({ors}))"
+
+
+class DuckDBStore(Store):
+    """A store in one DuckDB file.
+
+    Parameters
+    ----------
+    path
+        Database file (created with its folder when *create*), or ``:memory:``.
+    create
+        Create the file and the schema if missing; otherwise a missing file is a
+        :class:`~desilab.errors.StoreError`.
+    read_only
+        Open read-only (several readers may share a file that nobody writes).
+    """
+
+    backend = "duckdb"
+
+    def __init__(self, path: str | Path, *, create: bool = True, read_only: bool = False) -> None:
+        self.path = Path(path) if str(path) != ":memory:" else None
+        self.url = f"duckdb:///{path}"
+        if self.path is not None and not self.path.exists():
+            if not create:
+                raise StoreError(
+                    "the store does not exist yet", file=self.path, hint="run `desilab ingest PATH...` to create it"
+                )
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._con = duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as exc:
+            msg = _first_line(exc)
+            if "lock" in msg.lower():
+                raise StoreError(
+                    "the store is in use by another process",
+                    file=self.path,
+                    hint="DuckDB allows one writer; wait for it",
+                ) from exc
+            raise StoreError(f"cannot open the store: {msg}", file=self.path) from exc
+        self._depth = 0
+        if not read_only and create:
+            self.ensure_schema()
+        elif "store_meta" not in self._relations():
+            raise StoreError("not a desilab store (no store_meta table)", file=self.path)
+
+    # ------------------------------------------------------------------ primitives
+
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        # DuckDB 2 refuses new work while a result is pending: always drain it.
+        self._con.execute(sql, list(params) if params else None).fetchall()
+
+    def _scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        rows = self._con.execute(sql, list(params) if params else None).fetchall()
+        return rows[0][0] if rows else None
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        return self._con.execute(sql, list(params) if params else None).fetchall()
+
+    def _fetch_arrow(
+        self, sql: str, params: Sequence[Any] = (), schema: pa.Schema | None = None, shape: str | None = None
+    ) -> pa.Table:
+        if params:
+            table = _arrow(self._con.execute(sql, list(params)))
+        else:
+            table = _arrow(self._con.sql(sql))
+        return table.cast(schema) if schema is not None else table
+
+    def _fetch_batches(self, sql: str, schema: pa.Schema, batch_rows: int = 500_000) -> Iterator[pa.Table]:
+        rel = self._con.sql(sql)
+        if hasattr(rel, "to_arrow_reader"):
+            reader = rel.to_arrow_reader(batch_rows)
+        else:  # pragma: no cover - DuckDB 1.x
+            reader = rel.fetch_arrow_reader(batch_rows)
+        for batch in reader:
+            yield pa.Table.from_batches([batch]).cast(schema)
+
+    def _insert_arrow(self, name: str, data: pa.Table) -> None:
+        self._con.register("__desilab_src", data)
+        try:
+            self._con.execute(f"INSERT INTO {name} SELECT * FROM __desilab_src").fetchall()
+        finally:
+            with contextlib.suppress(duckdb.Error):
+                self._con.unregister("__desilab_src")
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        self._execute("BEGIN TRANSACTION")
+        self._depth = 1
+        try:
+            yield
+        except BaseException:
+            self._depth = 0
+            with contextlib.suppress(duckdb.Error):
+                self._execute("ROLLBACK")
+            raise
+        else:
+            self._depth = 0
+            self._execute("COMMIT")
+
+    def _relations(self) -> dict[str, str]:
+        rows = self._con.execute(
+            "SELECT table_name, table_type FROM information_schema.tables "
+            "WHERE table_schema = current_schema() AND table_catalog = current_database()"
+        ).fetchall()
+        return {r[0].lower(): ("view" if r[1] == "VIEW" else "table") for r in rows}
+
+    def _physical_columns(self, name: str) -> list[tuple[str, str]]:
+        rows = self._con.execute(
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ? "
+            "AND table_schema = current_schema() AND table_catalog = current_database() ORDER BY ordinal_position",
+            [name],
+        ).fetchall()
+        return [(r[0].lower(), _LOGICAL.get(r[1].upper(), "string")) for r in rows]
+
+    def _create_table(self, name: str, columns: Sequence[StoreColumn]) -> None:
+        cols = ", ".join(f"{c.name} {_TYPES[c.type]}" for c in columns)
+        self._execute(f"CREATE TABLE {name} ({cols})")
+
+    def _create_indexes(self, tables: Sequence[str]) -> None:
+        """Nothing to build: DuckDB prunes by zone maps on the hpx14-sorted rows."""
+
+    def _cluster(self, table: str, order: Sequence[str]) -> None:
+        # Views are bound at query time in DuckDB, so the swap is invisible to them.
+        with self._transaction():
+            self._execute(f"CREATE TABLE {table}__sorted AS SELECT * FROM {table} ORDER BY {', '.join(order)}")
+            self._execute(f"DROP TABLE {table}")
+            self._execute(f"ALTER TABLE {table}__sorted RENAME TO {table}")
+        self._execute("CHECKPOINT")
+
+    def _lock_files(self) -> None:
+        """DuckDB already allows a single writing process."""
+
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+        con = getattr(self, "_con", None)
+        if con is not None:
+            con.close()
+            self._con = None  # type: ignore[assignment]
+
+    # ------------------------------------------------------------------ reading
+
+    def _check_read_only(self, sql: str) -> str:
+        try:
+            stmts = self._con.extract_statements(sql)
+        except duckdb.Error as exc:
+            raise InputError(_first_line(exc), parameter="SQL") from None
+        if len(stmts) != 1:
+            raise InputError(f"one SQL statement at a time (got {len(stmts)})", parameter="SQL")
+        if stmts[0].type != duckdb.StatementType.SELECT:
+            raise InputError(
+                f"only read-only queries (SELECT, WITH ... SELECT) are allowed, got {stmts[0].type.name}",
+                parameter="SQL",
+            )
+        return sql.strip().rstrip(";")
+
+    def _read_only_arrow(self, sql: str) -> pa.Table:
+        try:
+            return _arrow(self._con.sql(sql))
+        except duckdb.Error as exc:
+            raise InputError(_first_line(exc), parameter="SQL") from None
+
+    def _cone_sql(
+        self, relation: str, ra_col: str, dec_col: str, ra: float, dec: float, radius_deg: float, select: str
+    ) -> tuple[str, Sequence[Any], str]:
+        ra, dec, radius_deg = float(ra), float(dec), float(radius_deg)
+        ranges = cluster_ranges(disc_ranges(ra, dec, radius_deg))
+        s = float(np.sin(np.radians(radius_deg) / 2.0) ** 2)
+        cos_dec = float(np.cos(np.radians(dec)))
+        hav = (
+            f"pow(sin(radians({dec_col} - {dec!r}) / 2), 2) + cos(radians({dec_col})) * {cos_dec!r}"
+            f" * pow(sin(radians({ra_col} - {ra!r}) / 2), 2)"
+        )
+        inner = f"SELECT *, {hav} AS __hav FROM {relation} WHERE {_range_predicate(ranges)}"
+        outer_cols = "* EXCLUDE (__hav)" if select == "*" else select
+        sql = (
+            f"SELECT {outer_cols}, degrees(2 * asin(sqrt(least(__hav, 1.0)))) * 3600 AS sep_arcsec "
+            f"FROM ({inner}) AS c WHERE __hav <= {s!r}"
+        )
+        return sql, (), ""
+
+    def _crossmatch_rows(
+        self,
+        ra: np.ndarray,
+        dec: np.ndarray,
+        relation: str,
+        ra_col: str,
+        dec_col: str,
+        radius_arcsec: float,
+        nearest: bool,
+    ) -> tuple[np.ndarray, pa.Table, np.ndarray]:
+        ranges = covering_ranges(ra, dec, radius_arcsec / 3600.0)
+        where = "TRUE" if ranges is None else _range_predicate(cluster_ranges(ranges, max_clusters=64))
+        cand = self._fetch_arrow(f"SELECT * FROM {relation} WHERE {where}")
+        names = {n.lower(): n for n in cand.column_names}
+        rb = np.asarray(cand.column(names[ra_col]).to_numpy(zero_copy_only=False), dtype=np.float64)
+        db = np.asarray(cand.column(names[dec_col]).to_numpy(zero_copy_only=False), dtype=np.float64)
+        ia, ib, sep = kernel_match(ra, dec, rb, db, radius_arcsec, nearest)
+        return ia, cand.take(pa.array(ib)), sep
