@@ -26,7 +26,7 @@ __all__ = ["COMMAND_MODULES", "State", "app", "main"]
 
 log = logging.getLogger("desilab")
 
-COMMAND_MODULES = ["doctor", "run", "inspect", "fetch", "store"]
+COMMAND_MODULES = ["doctor", "run", "inspect", "fetch", "store", "outflows"]
 
 app = typer.Typer(
     name="desilab",

@@ -1,0 +1,163 @@
+"""Figures of the outflow pipeline (each saved as PNG and PDF).
+
+* :func:`plot_fit` — one spectrum's complexes with data, total model and components;
+* :func:`plot_population` — BI distribution, v_out vs L_bol, Ė_kin/L_bol vs L_bol;
+* :func:`qa_worst_fits` — the worst fits by reduced χ² on one page (PNG + PDF + a Markdown
+  index).
+
+Plotting only: every number comes from :class:`desilab.outflows.catalog.OutflowResult`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+from desilab.outflows.catalog import OutflowResult
+from desilab.outflows.lines import C_KMS, COMPLEXES, SQRT2PI, prepare_window
+
+__all__ = ["plot_fit", "plot_population", "qa_worst_fits", "save"]
+
+EPS_LINES = (0.005, 0.05)
+
+
+def save(fig: plt.Figure, path_stem: str | Path) -> list[Path]:
+    """Save *fig* as ``<stem>.png`` and ``<stem>.pdf``; close it; return both paths."""
+    stem = Path(path_stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    out = []
+    for ext in ("png", "pdf"):
+        p = stem.with_suffix(f".{ext}")
+        fig.savefig(p, dpi=110, bbox_inches="tight", metadata={"CreationDate": None} if ext == "pdf" else None)
+        out.append(p)
+    plt.close(fig)
+    return out
+
+
+def _components(fit, i: int, lam: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """Each group's profile for spectrum i (intrinsic + instrument as fitted)."""
+    m = fit.model
+    p = fit.lm.params[i : i + 1]
+    out: dict[str, np.ndarray] = {}
+    for gi, _name, lam0, kind, ip, extra in m.terms:
+        iv, _isg = m.kin[gi]
+        v, s = p[0, iv], m.sigma(p, gi)[0]
+        si2 = m._si2[i]
+        st = np.sqrt(s * s + si2)
+        u = C_KMS * (np.log(lam) - np.log(lam0) - np.log1p(m.z[i]))
+        f = m._flux(p, kind, ip, extra)[0][0]
+        prof = f * C_KMS / (lam * SQRT2PI * st) * np.exp(-0.5 * ((u - v) / st) ** 2)
+        label = m.groups[gi].name
+        out[label] = out.get(label, 0.0) + prof
+    return list(out.items())
+
+
+def plot_fit(result: OutflowResult, i: int, title: str = "", complexes: tuple[str, ...] | None = None) -> plt.Figure:
+    """Data − continuum, model and components of spectrum *i* for each fitted complex."""
+    assert result.lines is not None and result.prepared is not None and result.continuum is not None
+    prep = result.prepared
+    names = [c for c in (complexes or tuple(result.lines.fits)) if c in result.lines.fits]
+    names = [c for c in names if result.lines.choice[c][i] >= 0]
+    fig, axes = plt.subplots(1, max(len(names), 1), figsize=(5.5 * max(len(names), 1), 3.8), squeeze=False)
+    for ax, cname in zip(axes[0], names, strict=False):
+        fits = result.lines.fits[cname]
+        rows = np.flatnonzero(result.lines.choice[cname] >= 0)
+        j = int(np.flatnonzero(rows == i)[0])
+        fit = fits[result.lines.choice[cname][i]]
+        win = prepare_window(
+            prep.wave,
+            prep.flux[i : i + 1] - result.continuum[i : i + 1],
+            prep.ivar[i : i + 1],
+            prep.z[i : i + 1],
+            prep.sig_inst[i : i + 1],
+            COMPLEXES[cname].window,
+        )
+        lam = win.lam[0]
+        good = win.ivar[0] > 0
+        rest = lam / (1 + prep.z[i])
+        m = fit.model
+        local = fit.lm.params[j, m.ia] + fit.lm.params[j, m.ib] * m._x[j]  # local linear continuum
+        ax.plot(rest, np.where(good, win.flux[0] - local, np.nan), color="0.3", lw=0.7, label="data − continuum")
+        ax.plot(rest, fit.lm.model[j] - local, color="C3", lw=1.3, label=f"model ({fit.label.split(':')[1]})")
+        for (label, prof), col in zip(_components(fit, j, lam), ("C0", "C2", "C1", "C4", "C5", "C6"), strict=False):
+            ax.plot(rest, prof, color=col, lw=0.9, ls="--", label=label.lower())
+        ax.set_xlabel("rest wavelength [Å]")
+        ax.set_ylabel(r"$f_\lambda$ [$10^{-17}$ erg s$^{-1}$ cm$^{-2}$ Å$^{-1}$]")
+        ax.set_title(f"{cname}  χ²/ν = {result.columns[f'{cname}_RCHI2'][i]:.2f}", fontsize=9)
+        ax.legend(fontsize=7)
+    fig.suptitle(title or f"TARGETID {result.columns['TARGETID'][i]}  z_sys = {result.columns['Z_SYS'][i]:.5f}")
+    fig.tight_layout()
+    return fig
+
+
+def plot_population(result: OutflowResult) -> plt.Figure:
+    """BI distribution; v_out vs L_bol; Ė_kin/L_bol vs L_bol ([O III] and BAL apart)."""
+    c = result.columns
+    fig, ax = plt.subplots(1, 3, figsize=(15, 4.2))
+    bi = c["BI_CIV"][c["BI_CIV"] > 0]
+    ax[0].hist(bi, bins=np.logspace(1, 4.5, 25) if bi.size else 10, color="C0")
+    ax[0].set_xscale("log")
+    ax[0].set_xlabel("BI(C IV) [km/s] (baltools)")
+    ax[0].set_ylabel("N")
+    ax[0].set_title(f"{bi.size} BALs of {int(np.sum(c['BAL_MEASURED']))} searched")
+    det = c["OUTFLOW_DETECTED"].astype(bool)
+    ax[1].scatter(c["LOGLBOL"][det], c["V_OUT"][det], s=10, color="C3", label="[O III] outflow")
+    ax[1].scatter(c["LOGLBOL"], c["BAL_V"], s=10, color="C0", marker="^", label="BAL (BI-weighted)")
+    ax[1].set_xlabel(r"log $L_{\rm bol}$ [erg/s]")
+    ax[1].set_ylabel(r"$v_{\rm out}$ [km/s]")
+    ax[1].legend(fontsize=8)
+    ax[2].scatter(c["LOGLBOL"], np.log10(c["OIII_EPS"]), s=10, color="C3", label="[O III] (parametric)")
+    ax[2].scatter(c["LOGLBOL"], np.log10(c["OIII_NP_EPS"]), s=10, color="C1", marker="x", label="[O III] (w80)")
+    ax[2].scatter(c["LOGLBOL"], np.log10(c["BAL_EPS"]), s=10, color="C0", marker="^", label="BAL (assumed R)")
+    for e in EPS_LINES:
+        ax[2].axhline(np.log10(e), color="0.5", ls=":", lw=0.8)
+    ax[2].set_xlabel(r"log $L_{\rm bol}$ [erg/s]")
+    ax[2].set_ylabel(r"log $\dot E_{\rm kin}/L_{\rm bol}$")
+    ax[2].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def qa_worst_fits(
+    result: OutflowResult, out_dir: str | Path, n_worst: int = 6, complex_name: str = "HB_OIII"
+) -> list[Path]:
+    """One page (PNG + PDF) of the *n_worst* fits by reduced χ² of a complex, plus qa.md."""
+    out = Path(out_dir)
+    rchi = result.columns.get(f"{complex_name}_RCHI2")
+    if rchi is None or not np.isfinite(rchi).any():
+        return []
+    order = np.argsort(np.where(np.isfinite(rchi), -rchi, np.inf))[:n_worst]
+    order = [int(i) for i in order if np.isfinite(rchi[i])]
+    paths: list[Path] = []
+    fig, axes = plt.subplots(len(order), 1, figsize=(8, 2.6 * len(order)), squeeze=False)
+    assert result.lines is not None and result.prepared is not None and result.continuum is not None
+    prep = result.prepared
+    lines_md = ["# Outflow fits: worst by reduced χ²", "", "| TARGETID | complex | model | χ²/ν |", "|---|---|---|---|"]
+    for ax, i in zip(axes[:, 0], order, strict=True):
+        fit = result.lines.fits[complex_name][result.lines.choice[complex_name][i]]
+        j = int(np.flatnonzero(np.flatnonzero(result.lines.choice[complex_name] >= 0) == i)[0])
+        win = prepare_window(
+            prep.wave,
+            prep.flux[i : i + 1] - result.continuum[i : i + 1],
+            prep.ivar[i : i + 1],
+            prep.z[i : i + 1],
+            prep.sig_inst[i : i + 1],
+            COMPLEXES[complex_name].window,
+        )
+        rest = win.lam[0] / (1 + prep.z[i])
+        ax.plot(rest, np.where(win.ivar[0] > 0, win.flux[0], np.nan), color="0.3", lw=0.6)
+        ax.plot(rest, fit.lm.model[j], color="C3", lw=1.0)
+        tid = result.columns["TARGETID"][i]
+        ax.set_title(f"TARGETID {tid}  {fit.label}  χ²/ν = {rchi[i]:.2f}", fontsize=8)
+        lines_md.append(f"| {tid} | {complex_name} | {fit.label} | {rchi[i]:.2f} |")
+    fig.tight_layout()
+    paths += save(fig, out / "qa_worst_fits")
+    md = out / "qa_worst_fits.md"
+    md.write_text("\n".join([*lines_md, "", "![worst fits](qa_worst_fits.png)", ""]))
+    paths.append(md)
+    return paths
