@@ -13,7 +13,7 @@ from desilab.compute import get_executor
 from desilab.errors import ConfigError
 from desilab.run import RunContext, resolve_stages, run_stages
 from desilab.run.stage import SCALES
-from desilab.run.stages import DEFAULT_ORDER
+from desilab.run.stages import default_stage_classes
 from desilab.ui import console
 
 
@@ -45,7 +45,7 @@ def run(
       DESILAB_STORE=postgresql://postgres@127.0.0.1:5432/desilab desilab run
     """
     if list_only:
-        for cls in DEFAULT_ORDER:
+        for cls in default_stage_classes():
             console.print(f"[bold]{cls.name:<12}[/] {cls.description}")
         return
     if scale not in SCALES:

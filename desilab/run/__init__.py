@@ -2,15 +2,16 @@
 
 from desilab.run.runner import plan, run_stages
 from desilab.run.stage import Check, RunContext, Stage, StageRecord, StageResult
-from desilab.run.stages import DEFAULT_ORDER, resolve_stages
+from desilab.run.stages import STAGE_PATHS, default_stage_classes, resolve_stages
 
 __all__ = [
-    "DEFAULT_ORDER",
+    "STAGE_PATHS",
     "Check",
     "RunContext",
     "Stage",
     "StageRecord",
     "StageResult",
+    "default_stage_classes",
     "plan",
     "resolve_stages",
     "run_stages",

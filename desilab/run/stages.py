@@ -1,18 +1,21 @@
 """The stages `desilab run` knows, in their default order.
 
-Pipeline issues add their stage class to :data:`DEFAULT_ORDER` (between ``environment``
+Pipelines register their stage class in :data:`STAGE_PATHS` (between ``environment``
 and ``report``): ``sample`` → ``ingest`` → ``voids`` → ``outflows`` → ``anomalies``.
+Classes are imported only when a run needs them, so ``desilab --help`` stays fast
+(the anomaly stage pulls in PyTorch).
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 
 from desilab.doctor import run_checks
 from desilab.run.report import write_report
 from desilab.run.stage import Check, RunContext, Stage, StageResult
 
-__all__ = ["DEFAULT_ORDER", "EnvironmentStage", "ReportStage", "resolve_stages"]
+__all__ = ["STAGE_PATHS", "EnvironmentStage", "ReportStage", "default_stage_classes", "resolve_stages"]
 
 
 class EnvironmentStage(Stage):
@@ -58,7 +61,20 @@ class ReportStage(Stage):
         return [Check("report covers every stage", not absent, ", ".join(absent) or f"{len(ctx.records) - 1} stages")]
 
 
-DEFAULT_ORDER: list[type[Stage]] = [EnvironmentStage, ReportStage]
+STAGE_PATHS: list[str] = [
+    "desilab.run.stages:EnvironmentStage",
+    "desilab.run.stages:ReportStage",
+]
+"""``module:Class`` of every default stage, in run order."""
+
+
+def default_stage_classes() -> list[type[Stage]]:
+    """Import and return the default stage classes, in run order."""
+    classes = []
+    for path in STAGE_PATHS:
+        module, _, name = path.partition(":")
+        classes.append(getattr(importlib.import_module(module), name))
+    return classes
 
 
 def resolve_stages(only: list[str] | None = None, skip: list[str] | None = None) -> list[Stage]:
@@ -71,9 +87,10 @@ def resolve_stages(only: list[str] | None = None, skip: list[str] | None = None)
     """
     from desilab.errors import StageError
 
-    known = {cls.name: cls for cls in DEFAULT_ORDER}
+    order = default_stage_classes()
+    known = {cls.name: cls for cls in order}
     for name in (only or []) + (skip or []):
         if name not in known:
             raise StageError(f"unknown stage {name!r}; known: {', '.join(known)}", parameter="--stages/--skip")
-    chosen = [cls for cls in DEFAULT_ORDER if (not only or cls.name in only) and cls.name not in (skip or [])]
+    chosen = [cls for cls in order if (not only or cls.name in only) and cls.name not in (skip or [])]
     return [cls() for cls in chosen]
