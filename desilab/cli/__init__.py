@@ -26,7 +26,7 @@ __all__ = ["COMMAND_MODULES", "State", "app", "main"]
 
 log = logging.getLogger("desilab")
 
-COMMAND_MODULES = ["doctor", "run", "inspect", "fetch", "store", "outflows"]
+COMMAND_MODULES = ["doctor", "run", "inspect", "fetch", "store", "voids", "outflows", "anomalies", "sample"]
 
 app = typer.Typer(
     name="desilab",

@@ -63,6 +63,11 @@ class ReportStage(Stage):
 
 STAGE_PATHS: list[str] = [
     "desilab.run.stages:EnvironmentStage",
+    "desilab.sample.stage:SampleStage",
+    "desilab.store.stage:IngestStage",
+    "desilab.voids.stage:VoidsStage",
+    "desilab.outflows.stage:OutflowsStage",
+    "desilab.anomalies.stage:AnomaliesStage",
     "desilab.run.stages:ReportStage",
 ]
 """``module:Class`` of every default stage, in run order."""

@@ -1,0 +1,239 @@
+"""Drivers: train a detector on a cache, score a cache into the catalog, and the ``desilab run`` stage.
+
+Split of the objects (seeded): ``train`` (70%) fits the VAE and the latent forest,
+``calibration`` (15%) holds the conformal calibration sets, ``test`` (15%) only scored.
+Every object is scored and gets p-values; they are exact conformal p-values for ``test``
+rows and conservative for the others (a calibration row is compared with a set that
+contains it; a training row was fitted by the model and so scores lower). On real DR1 the
+training and calibration sets contain anomalies themselves, which also makes the p-values
+conservative (fewer discoveries, never more false ones).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from desilab.anomalies.cache import SpectrumCache
+from desilab.anomalies.catalog import build_catalog, write_catalog
+from desilab.anomalies.detector import COMPONENTS, VAEAnomalyDetector
+from desilab.anomalies.preprocess import Preprocessed, rest_grid
+from desilab.anomalies.score import benjamini_hochberg, driving_regions
+from desilab.errors import InputError
+from desilab.run.stage import Check, RunContext, Stage, StageResult
+
+__all__ = ["AnomaliesStage", "calibration_bins", "score_to_catalog", "split_roles", "train_detector"]
+
+log = logging.getLogger("desilab.anomalies")
+
+SCALE_EPOCHS = {"tiny": 12, "small": 40, "full": 60}
+
+
+def split_roles(n: int, seed: int, fractions: tuple[float, float] = (0.70, 0.15)) -> np.ndarray:
+    """Role of each of *n* objects: 'train', 'calibration' or 'test' (seeded permutation)."""
+    perm = np.random.default_rng(seed).permutation(n)
+    roles = np.full(n, "test", dtype=object)
+    n_tr = round(fractions[0] * n)
+    n_cal = round(fractions[1] * n)
+    roles[perm[:n_tr]] = "train"
+    roles[perm[n_tr : n_tr + n_cal]] = "calibration"
+    return roles
+
+
+def calibration_bins(n_cal: int) -> int:
+    """Bins per axis (S/N and redshift) for *n_cal* calibration spectra: ≥ ~1000 per bin, at most 3.
+
+    A conformal p-value cannot be smaller than 1/(n_bin + 1); Benjamini–Hochberg over m
+    objects needs p ≤ q k/m, so thin bins make discoveries impossible. Below 4000
+    calibration spectra the calibration is pooled (1 × 1).
+    """
+    return int(np.clip(np.floor(np.sqrt(n_cal / 1000.0)), 1, 3))
+
+
+def train_detector(
+    data: Preprocessed, model_dir: str | os.PathLike[str], *, seed: int = 0, progress: Any = None, **params: Any
+) -> tuple[VAEAnomalyDetector, np.ndarray]:
+    """Fit + calibrate a detector on *data* (invalid rows dropped) and save it with its split.
+
+    Returns
+    -------
+    detector, roles
+        The fitted detector and the role of each valid row.
+    """
+    valid = np.asarray(data.valid, bool)
+    data = data.subset(valid)
+    if len(data) < 40:
+        raise InputError(f"need at least 40 valid spectra to train and calibrate, got {len(data)}", parameter="data")
+    roles = split_roles(len(data), seed)
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    det = VAEAnomalyDetector(random_state=seed, checkpoint=str(model_dir / "checkpoint.pt"), **params)
+    det.fit(data.subset(roles == "train"), progress=progress)
+    n_cal = int((roles == "calibration").sum())
+    nb = calibration_bins(n_cal)
+    det.calibrate(data.subset(roles == "calibration"), n_snr=nb, n_z=nb, min_per_bin=max(10, n_cal // (2 * nb * nb)))
+    det.save(model_dir)
+    np.save(model_dir / "split_targetid.npy", data.targetid)
+    np.save(model_dir / "split_role.npy", roles.astype("U11"))
+    return det, roles
+
+
+def score_to_catalog(
+    det: VAEAnomalyDetector,
+    data: Preprocessed,
+    out_dir: str | os.PathLike[str],
+    *,
+    q: float = 0.05,
+    roles: np.ndarray | None = None,
+    seed: int = 0,
+    reducer: str = "umap",
+    keywords: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Score *data*, compute p/q-values, cluster the flagged objects and write the catalog.
+
+    Returns
+    -------
+    dict
+        ``paths`` (fits, parquet, latents), ``scores`` (:class:`Scores`), ``table`` and a
+        ``summary``.
+    """
+    from desilab.anomalies.cluster import cluster_latents
+
+    valid = np.asarray(data.valid, bool)
+    data = data.subset(valid)
+    roles = np.full(len(data), "test", dtype=object) if roles is None else np.asarray(roles, dtype=object)[valid]
+    sc = det.score(data, keep_resid=True)
+    p = det.pvalues(sc, data.snr, data.z)
+    rej, qv = benjamini_hochberg(p["ENSEMBLE"], q)
+    regions = driving_regions(sc.resid2, rest_grid(), np.asarray(data.z))
+    cluster = np.full(len(data), -1, dtype=np.int32)
+    exemplar = np.zeros(len(data), dtype=np.int16)
+    n_flag = int(rej.sum())
+    if n_flag >= 10:
+        rows = np.nonzero(rej)[0]
+        cl = cluster_latents(sc.latent[rows], min_cluster_size=max(3, min(10, n_flag // 5)), seed=seed, reducer=reducer)
+        cluster[rows] = cl.labels
+        for _lab, r in cl.exemplars.items():
+            exemplar[rows[r]] = 1
+    cols: dict[str, Any] = {
+        "TARGETID": np.asarray(data.targetid, np.int64),
+        "Z": np.asarray(data.z, np.float64),
+        "SNR": np.asarray(data.snr, np.float32),
+        "NPIX_USED": sc.npix_used.astype(np.int32),
+        "CHI2_PIX": sc.chi2_pix.astype(np.float32),
+        "CHI2_PEAK": sc.chi2_peak.astype(np.float32),
+        "ELBO": sc.elbo.astype(np.float32),
+        "IFOREST": sc.iforest.astype(np.float32),
+        "ENSEMBLE": sc.ensemble.astype(np.float32),
+        **{f"P_{k}": p[k].astype(np.float64) for k in COMPONENTS},
+        "Q_ENSEMBLE": qv,
+        "FLAGGED": rej.astype(np.int16),
+        "CLUSTER": cluster,
+        "EXEMPLAR": exemplar,
+        "REGIONS": np.array(regions, dtype=object),
+        "CALIB_ROLE": roles,
+    }
+    table = build_catalog(cols)
+    keys = {"FDR_Q": q, "NOBJ": len(data), "NFLAG": n_flag, "GRID": "log 800A 2.5e-4 dex 4000px", **(keywords or {})}
+    paths = write_catalog(table, out_dir, keys)
+    lat_path = Path(out_dir) / "latents.npy"
+    np.save(lat_path, sc.latent.astype(np.float32))
+    np.save(Path(out_dir) / "latents_targetid.npy", np.asarray(data.targetid, np.int64))
+    normal = ~rej
+    summary = {
+        "n_scored": len(data),
+        "n_flagged": n_flag,
+        "fdr_q": q,
+        "median_chi2_pix_unflagged": float(np.nanmedian(sc.chi2_pix[normal])) if normal.any() else None,
+        "n_clusters": len(set(cluster.tolist()) - {-1}),
+    }
+    return {"paths": {**paths, "latents": lat_path}, "scores": sc, "table": table, "summary": summary, "data": data}
+
+
+class AnomaliesStage(Stage):
+    """Quasar anomaly detection on the sample sky's quasar spectra."""
+
+    name = "anomalies"
+    description = "Quasar anomalies: rest-frame cache, 1D conv VAE, conformal p-values + BH, clusters"
+    inputs = ("sample_sky",)
+    outputs = ("anomaly_catalog", "anomaly_model")
+
+    def run(self, ctx: RunContext) -> StageResult:
+        """Cache → train → score → catalog + figures."""
+        from desilab.anomalies.data import build_cache, find_coadds, sample_sky_labels
+        from desilab.anomalies.figures import make_figures
+
+        sky = Path(ctx.products["sample_sky"])
+        base = ctx.path("anomalies", "x").parent
+        cache_dir = base / "cache"
+        files = find_coadds(sky)
+        cache = (
+            build_cache(files, cache_dir, executor=ctx.executor)
+            if not (cache_dir / "manifest.json").exists()
+            else SpectrumCache(cache_dir)
+        )
+        data = cache.load()
+        epochs = SCALE_EPOCHS.get(ctx.scale, 40)
+        model_dir = base / "model"
+        det, roles = train_detector(data, model_dir, seed=ctx.settings.seed, epochs=epochs, threads=2)
+        res = score_to_catalog(
+            det,
+            data,
+            base,
+            roles=roles,
+            seed=ctx.settings.seed,
+            reducer="pca" if ctx.scale == "tiny" else "umap",
+            keywords={"SCALE": ctx.scale},
+        )
+        labels = sample_sky_labels(sky)
+        figs = make_figures(res, labels, base / "figures", reducer="pca" if ctx.scale == "tiny" else "umap")
+        summary = dict(res["summary"])
+        summary["epochs_trained"] = len(det.history_)
+        summary["best_epoch"] = det.best_epoch_
+        if labels is not None:
+            summary.update(_truth_summary(res, labels))
+        (base / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
+        return StageResult(
+            outputs={"anomaly_catalog": res["paths"]["fits"], "anomaly_model": model_dir}, summary=summary, figures=figs
+        )
+
+    def checks(self, ctx: RunContext, result: StageResult) -> list[Check]:
+        """Scores finite, p-values in (0, 1], normal χ²/pixel near 1, flagged fraction sane."""
+        import pyarrow.parquet as pq
+
+        t = pq.read_table(Path(result.outputs["anomaly_catalog"]).with_suffix(".parquet"))
+        p = t.column("P_ENSEMBLE").to_numpy()
+        med = result.summary.get("median_chi2_pix_unflagged")
+        frac = result.summary["n_flagged"] / max(result.summary["n_scored"], 1)
+        return [
+            Check("p-values in (0, 1]", bool(np.all((p > 0) & (p <= 1))), f"min {p.min():.3g}"),
+            Check("median chi2/pixel of unflagged in [0.5, 3]", med is not None and 0.5 <= med <= 3.0, f"{med}"),
+            Check("flagged fraction < 50%", frac < 0.5, f"{frac:.3f}"),
+        ]
+
+
+def _truth_summary(res: dict[str, Any], labels: Any) -> dict[str, Any]:
+    """Recall per labelled class and the false-discovery proportion against the sample-sky truth."""
+    t = res["table"]
+    tid = t.column("TARGETID").to_numpy()
+    flagged = t.column("FLAGGED").to_numpy().astype(bool)
+    lab_tid = labels.column("TARGETID").to_numpy()
+    lab_cls = np.asarray(labels.column("ANOMALY_CLASS").to_pylist(), dtype=object)
+    cls_of = dict(zip(lab_tid.tolist(), lab_cls.tolist(), strict=True))
+    is_anom = np.array([t_ in cls_of for t_ in tid.tolist()])
+    out: dict[str, Any] = {
+        "truth_n_anomalous": int(is_anom.sum()),
+        "truth_fdp": float((flagged & ~is_anom).sum() / max(flagged.sum(), 1)),
+    }
+    rec = {}
+    for c in sorted(set(lab_cls.tolist())):
+        sel = np.array([cls_of.get(t_) == c for t_ in tid.tolist()])
+        if sel.any():
+            rec[c] = {"n": int(sel.sum()), "recall": float(flagged[sel].mean())}
+    out["truth_recall_per_class"] = rec
+    return out

@@ -1,0 +1,87 @@
+"""Deterministic training: a run killed mid-way and resumed equals an uninterrupted one."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from desilab.anomalies.model import SpectrumVAE, flops_per_spectrum, gaussian_terms
+from desilab.anomalies.train import TrainConfig, train_vae
+from desilab.errors import InputError
+
+
+class _Killed(RuntimeError):
+    pass
+
+
+def _cfg() -> TrainConfig:
+    return TrainConfig(
+        latent_dim=16, hidden=64, epochs=4, batch_size=16, kl_warmup_epochs=2, patience=5, seed=7, threads=1
+    )
+
+
+def test_killed_run_resumes_to_equal_tensors(pre, tmp_path) -> None:
+    data = pre.subset(np.arange(48))
+    full = train_vae(data, _cfg(), checkpoint=tmp_path / "a.pt")
+
+    def kill(epoch: int, rec: dict) -> None:
+        if epoch == 1:
+            raise _Killed("simulated kill after epoch 1")
+
+    with pytest.raises(_Killed):
+        train_vae(data, _cfg(), checkpoint=tmp_path / "b.pt", on_epoch_end=kill)
+    resumed = train_vae(data, _cfg(), checkpoint=tmp_path / "b.pt")
+    sa, sb = full.model.state_dict(), resumed.model.state_dict()
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), k
+    ca = torch.load(tmp_path / "a.pt", weights_only=False)
+    cb = torch.load(tmp_path / "b.pt", weights_only=False)
+    for k, v in ca["model"].items():
+        assert torch.equal(v, cb["model"][k]), k
+    for i, st in ca["optimizer"]["state"].items():
+        for name, t in st.items():
+            assert torch.equal(t, cb["optimizer"]["state"][i][name]), (i, name)
+    assert torch.equal(ca["rng"]["gen"], cb["rng"]["gen"])
+    assert full.history == resumed.history
+    # and the loss went down
+    assert full.history[-1]["train_loss"] < full.history[0]["train_loss"]
+
+
+def test_checkpoint_with_other_config_is_refused(pre, tmp_path) -> None:
+    data = pre.subset(np.arange(32))
+    cfg = TrainConfig(latent_dim=8, hidden=32, epochs=1, batch_size=16, kl_warmup_epochs=1, threads=1)
+    train_vae(data, cfg, checkpoint=tmp_path / "c.pt")
+    cfg2 = TrainConfig(latent_dim=8, hidden=32, epochs=1, batch_size=16, kl_warmup_epochs=1, lr=1e-2, threads=1)
+    with pytest.raises(InputError, match="another configuration"):
+        train_vae(data, cfg2, checkpoint=tmp_path / "c.pt")
+    with pytest.raises(InputError, match="at least 10"):
+        train_vae(data.subset(np.arange(5)), cfg)
+
+
+def test_early_stopping_stops(pre) -> None:
+    data = pre.subset(np.arange(40))
+    cfg = TrainConfig(
+        latent_dim=8, hidden=32, epochs=30, batch_size=20, kl_warmup_epochs=1, patience=1, threads=1, min_delta=1e9
+    )  # nothing counts as an improvement -> stop after 1 + patience epochs
+    res = train_vae(data, cfg)
+    assert res.stopped_early and len(res.history) == 2 and res.best_epoch == 0
+
+
+def test_model_shapes_likelihood_and_flops() -> None:
+    m = SpectrumVAE()
+    f = torch.randn(3, 4000)
+    iv = torch.ones(3, 4000)
+    iv[:, :100] = 0
+    recon, mu, _lv = m(f, iv, sample=False)
+    assert recon.shape == (3, 4000) and mu.shape == (3, 128)
+    sig = torch.full((4000,), 0.0)
+    chi2, _ll, npx = gaussian_terms(f, iv, f, sig)
+    assert torch.all(chi2 == 0) and torch.all(npx == 3900)
+    chi2, _, _ = gaussian_terms(f, iv, f + 1.0, sig)
+    assert torch.allclose(chi2, torch.full((3,), 3900.0))
+    # the floor: the same residual counts less when the model error is large
+    chi2b, _, _ = gaussian_terms(f, iv, f + 1.0, torch.full((4000,), 1.0))
+    assert torch.allclose(chi2b, torch.full((3,), 1950.0))
+    assert 5e6 < flops_per_spectrum(m) < 1e8
