@@ -171,7 +171,7 @@ def _run_cap(job: CapJob, rng: np.random.Generator) -> dict[str, Any]:
     g["M_R_RECIPE"] = np.where(obs, m_r, np.nan)
     xyz = _catalogue_xyz(g["RA"], g["DEC"], g["Z"], cosmo)
     d_lo, d_hi = 0.0, float(cosmo.comoving_distance_mpch(cfg.z_max_tracers))
-    survey = Survey(fp.mask_map, fp.nside, d_lo, d_hi)
+    survey = Survey(fp.cap_map(fp.mask_map, cap), fp.nside, d_lo, d_hi)
     t1 = time.perf_counter()
 
     # --- VoidFinder on the tracers ---------------------------------------------------------

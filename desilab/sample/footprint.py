@@ -81,6 +81,13 @@ class Footprint:
         """Boolean map: the completeness mask used for void finding."""
         return self.npass >= self.min_passes
 
+    def cap_map(self, which: np.ndarray, cap: str) -> np.ndarray:
+        """A full-sky boolean map restricted to one cap's pixels (*which*: a map above)."""
+        out = np.zeros_like(which)
+        pix = self._cap_pixels(which, cap)
+        out[pix] = True
+        return out
+
     def pixels(self, ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
         """NESTED pixel of each position at :attr:`nside`."""
         return np.asarray(hp.ang2pix(self.nside, ra, dec, nest=True, lonlat=True), dtype=np.int64)

@@ -178,7 +178,9 @@ def _sample_population(
     core_density: float = 0.0,
     dmap: np.ndarray | None = None,
 ) -> lss.Positions:
-    obs_map = fp.observed_map
+    # only this cap's pixels: near the observer the generation region is the whole sky,
+    # and the other cap's galaxies belong to the other shard
+    obs_map = fp.cap_map(fp.observed_map, cap)
     dmap = fp.distance_map(cap) if dmap is None else dmap
 
     def keep(xyz: np.ndarray) -> np.ndarray:
@@ -238,7 +240,9 @@ def generate_cap(cfg: SampleConfig, fp: Footprint, cap: str, cosmo: Cosmology, r
     pos = lss.Positions.concat([pa_, pb_])
     massive = np.concatenate([np.ones(len(pa_), bool), np.zeros(len(pb_), bool)])
     ra, dec, r_real, z_cos, z_true = lss.observed_redshift(pos.xyz, pos.v_los, cosmo)
-    inside = fp.observed(ra, dec) & (z_true > cfg.z_min) & (z_true <= cfg.z_max_galaxies)
+    inside = (
+        fp.cap_map(fp.observed_map, cap)[fp.pixels(ra, dec)] & (z_true > cfg.z_min) & (z_true <= cfg.z_max_galaxies)
+    )
     sel = np.flatnonzero(inside)
     ra, dec, r_real, z_cos, z_true = ra[sel], dec[sel], r_real[sel], z_cos[sel], z_true[sel]
     cls, v_los, node, massive, xyz = pos.cls[sel], pos.v_los[sel], pos.node[sel], massive[sel], pos.xyz[sel]
