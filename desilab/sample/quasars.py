@@ -335,28 +335,27 @@ def _run_shard(shard: _Shard, rng: np.random.Generator) -> dict[str, Any]:
         if cls and an.ANOMALY_CLASSES[cls].stage == "instrumental":
             anom_info[i] = _inject_one(obs, i, cls, np.random.default_rng(children[i].integers(0, 2**62)))
     # --- catalog quantities ---
-    rows = _catalog_rows(
-        shard,
-        rng,
-        drawn,
-        anom_cls,
-        anom_info,
-        obs,
-        unabs_conv,
-        bal_pix,
-        scales,
-        targetid,
-        objid,
-        release,
-        north,
-        ra,
-        dec,
-        zsys,
-        mag,
-        ebv,
-        nexp,
-        exptime,
+    batch = _ShardBatch(
+        drawn=drawn,
+        anom_cls=anom_cls,
+        anom_info=anom_info,
+        obs=obs,
+        unabs_conv=unabs_conv,
+        bal_pix=bal_pix,
+        scales=scales,
+        targetid=targetid,
+        objid=objid,
+        release=release,
+        north=north,
+        ra=ra,
+        dec=dec,
+        zsys=zsys,
+        mag=mag,
+        ebv=ebv,
+        nexp=nexp,
+        exptime=exptime,
     )
+    rows = _catalog_rows(shard, rng, batch)
     _finish_rows(rows, obs, cfg, rng)
     files: list[str] = []
     if shard.write_spectra and n > 0:
@@ -663,28 +662,36 @@ def _line_rows(tid: int, d: Any, scale: float, z: float) -> list[dict[str, Any]]
     return rows
 
 
-def _catalog_rows(
-    shard,
-    rng,
-    drawn,
-    anom_cls,
-    anom_info,
-    obs,
-    unabs_conv,
-    bal_pix,
-    scales,
-    targetid,
-    objid,
-    release,
-    north,
-    ra,
-    dec,
-    zsys,
-    mag,
-    ebv,
-    nexp,
-    exptime,
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class _ShardBatch:
+    """Everything drawn, rendered and observed for one pixel's quasars (row-aligned)."""
+
+    drawn: list[Any]
+    anom_cls: list[str | None]
+    anom_info: list[dict[str, Any]]
+    obs: dict[str, qs.Observed]
+    unabs_conv: dict[str, np.ndarray]
+    bal_pix: list[np.ndarray]
+    scales: np.ndarray
+    targetid: np.ndarray
+    objid: np.ndarray
+    release: np.ndarray
+    north: np.ndarray
+    ra: np.ndarray
+    dec: np.ndarray
+    zsys: np.ndarray
+    mag: np.ndarray
+    ebv: np.ndarray
+    nexp: np.ndarray
+    exptime: np.ndarray
+
+
+def _catalog_rows(shard: _Shard, rng: np.random.Generator, b: _ShardBatch) -> dict[str, Any]:
+    """Redrock, truth, line, trough, anomaly and BAL rows of one pixel's batch."""
+    drawn, anom_cls, anom_info, obs = b.drawn, b.anom_cls, b.anom_info, b.obs
+    unabs_conv, bal_pix, scales = b.unabs_conv, b.bal_pix, b.scales
+    targetid, objid, release, north = b.targetid, b.objid, b.release, b.north
+    ra, dec, zsys, mag, ebv, nexp, exptime = b.ra, b.dec, b.zsys, b.mag, b.ebv, b.nexp, b.exptime
     pix, n = shard.healpix, shard.n
     wave_c = bt.combined_wave()
     truth: list[dict[str, Any]] = []
