@@ -124,7 +124,7 @@ def random_volume_fractions(
     else:
         parts = list(executor.map(survey_randoms, jobs, seed=seed, ids=[("voids-randoms", j.shard) for j in jobs]))
     pts = np.vstack(parts)
-    flag = classify_voidfinder(pts, grid, survey, rule=rule, edge_theta=edge_theta).flag
+    flag = classify_voidfinder(pts, grid, survey, rule=rule, edge_theta=edge_theta, executor=executor).flag
     area = survey.mask.mean() * 4 * np.pi
     vol = area / 3.0 * (survey.d_max**3 - survey.d_min**3)
     return {
@@ -251,6 +251,7 @@ def run_statistics(
             smf[name] = {k: v.tolist() for k, v in res.items()} | {
                 "volume_mpch3": f * vol,
                 "incomplete_bins": np.flatnonzero(incomplete).tolist(),
+                "empty_bins": np.flatnonzero(res["empty"]).tolist(),
             }
     ms = {}
     for name, m_env in (("void", is_void), ("wall", is_wall)):

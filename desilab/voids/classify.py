@@ -16,12 +16,15 @@
   ``EXTRAPOLATED`` (not in the volume-limited tracer sample: classified geometrically,
   beyond what the published catalogs describe).
 
-Chunks of galaxies can be mapped through :mod:`desilab.compute` (the work per chunk is
-deterministic; no randomness is involved).
+The heavy per-galaxy steps (VoidFinder flags; edge flags, distances and V² nearest-tracer
+queries: :func:`galaxy_geometry`) are sharded into contiguous galaxy ranges and mapped
+through a :mod:`desilab.compute` executor (the work per shard is deterministic; no
+randomness is involved), so the output is the same for any executor or worker count.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -33,14 +36,19 @@ from desilab.voids.coords import sky_to_xyz
 from desilab.voids.membership import (
     EDGE_BUFFER,
     EDGE_PROBE,
+    SHARD_SIZE,
+    SurveyMask,
     classify_voidfinder,
     edge_flags,
+    nearest_tracer,
     nearest_void_distance,
+    numba_threads,
+    shard_plan,
     v2_flags,
     v2_membership,
 )
 
-__all__ = ["COLUMN_DOCS", "agreement", "classify_galaxies"]
+__all__ = ["COLUMN_DOCS", "GeometryShard", "agreement", "classify_galaxies", "galaxy_geometry"]
 
 COLUMN_DOCS: dict[str, tuple[str, str]] = {
     "TARGETID": ("", "DESI target id"),
@@ -72,6 +80,80 @@ def _v2_docs(p: str) -> dict[str, tuple[str, str]]:
     }
 
 
+@dataclass(frozen=True)
+class GeometryShard:
+    """Edge flags, void-centre distances and nearest V² tracers of one galaxy range (picklable).
+
+    Attributes
+    ----------
+    shard_id
+        Position of the range (shards are returned in this order).
+    xyz
+        (n, 3) positions of the range [Mpc/h].
+    survey, theta
+        Survey volume and its :meth:`~desilab.voids.membership.SurveyMask.edge_angles`.
+    voids
+        ``(centres, radii)`` per catalog whose ``DIST_*`` column is wanted.
+    tracers
+        GALZONE positions per V² catalog: the nearest one's row is wanted for every galaxy
+        (the Voronoi cell of galaxies the TARGETID join does not match).
+    threads
+        numba threads of this shard (``None``: this process's setting).
+    kd_workers
+        Threads for the KD-tree queries (−1: all cores).
+    """
+
+    shard_id: int
+    xyz: np.ndarray
+    survey: SurveyMask
+    theta: np.ndarray
+    voids: tuple[tuple[np.ndarray, np.ndarray], ...]
+    threads: int | None = None
+    kd_workers: int = -1
+    tracers: tuple[np.ndarray, ...] = ()
+
+
+def galaxy_geometry(shard: GeometryShard) -> dict[str, Any]:
+    """Run one :class:`GeometryShard`: edge flags, void-centre distances, nearest tracers.
+
+    Returns
+    -------
+    dict
+        ``edge_probe``, ``edge_buffer`` (bool), ``dist`` (list of float64 arrays, one per
+        ``shard.voids`` entry, in units of the void's radius) and ``nearest`` (list of
+        int64 GALZONE rows, one per ``shard.tracers`` entry).
+    """
+    with numba_threads(shard.threads):
+        probe = edge_flags(shard.xyz, shard.survey, rule="probe", edge_theta=shard.theta)
+        buffer = edge_flags(shard.xyz, shard.survey, rule="buffer", edge_theta=shard.theta)
+        dist = [nearest_void_distance(shard.xyz, c, r, workers=shard.kd_workers)[0] for c, r in shard.voids]
+        nearest = [nearest_tracer(shard.xyz, t, workers=shard.kd_workers) for t in shard.tracers]
+    return {"edge_probe": probe, "edge_buffer": buffer, "dist": dist, "nearest": nearest}
+
+
+def _geometry(
+    xyz: np.ndarray, survey: SurveyMask, theta: np.ndarray, voids: list[tuple[np.ndarray, np.ndarray]],
+    tracers: list[np.ndarray], executor: Any, shard_size: int, workers: int,
+) -> dict[str, Any]:
+    """:func:`galaxy_geometry` over contiguous shards through *executor*, concatenated in order."""
+    from desilab.compute import SerialExecutor
+
+    ex = executor if executor is not None else SerialExecutor()
+    ranges, threads, remote = shard_plan(len(xyz), ex, shard_size)
+    shards = [
+        GeometryShard(i, xyz[a:b], survey, theta, tuple(voids), threads, threads if remote else max(1, workers),
+                      tuple(tracers))
+        for i, (a, b) in enumerate(ranges)
+    ]
+    parts = ex.map(galaxy_geometry, shards, desc="edge flags and distances")
+    return {
+        "edge_probe": np.concatenate([p["edge_probe"] for p in parts]),
+        "edge_buffer": np.concatenate([p["edge_buffer"] for p in parts]),
+        "dist": [np.concatenate([p["dist"][k] for p in parts]) for k in range(len(voids))],
+        "nearest": [np.concatenate([p["nearest"][k] for p in parts]) for k in range(len(tracers))],
+    }
+
+
 def classify_galaxies(
     targetid: np.ndarray,
     ra: np.ndarray,
@@ -83,6 +165,8 @@ def classify_galaxies(
     edge_rule: str = "probe",
     edge_distance: float | None = None,
     workers: int = 1,
+    executor: Any = None,
+    shard_size: int = SHARD_SIZE,
 ) -> tuple[pa.Table, dict[str, Any]]:
     """Classify galaxies against every loaded catalog (module docstring).
 
@@ -100,7 +184,14 @@ def classify_galaxies(
         Rule of the code-2 flags: ``"probe"`` (VAST, ±10 Mpc/h) or ``"buffer"``
         (DESIVAST, 30 Mpc/h).
     workers
-        Threads for KD-tree queries.
+        Threads for KD-tree queries (in this process).
+    executor, shard_size
+        :mod:`desilab.compute` executor for the heavy per-galaxy steps — VoidFinder flags
+        (:func:`~desilab.voids.membership.classify_voidfinder`), both edge rules, the
+        distances to void centres and the V² nearest-tracer (Voronoi cell) queries
+        (:func:`galaxy_geometry`) — sharded into contiguous
+        ranges of ``shard_size`` galaxies (:func:`~desilab.voids.membership.shard_plan`);
+        ``None``: in this process. The table is identical for any executor.
 
     Returns
     -------
@@ -159,11 +250,26 @@ def classify_galaxies(
         "z_range": [voids.z_min, voids.z_max],
     }
     docs = dict(COLUMN_DOCS)
+    # edge flags of both rules, every DIST_* column and the nearest V2 tracers: one pass over sharded galaxies
+    centres: list[tuple[np.ndarray, np.ndarray]] = []
+    if voids.voidfinder is not None:
+        centres.append((voids.voidfinder.void_xyz, voids.voidfinder.void_reff))
+    dist_index = {}
+    tracers = []
+    for prune, s in sorted(voids.v2.items()):
+        dist_index[prune] = len(centres)
+        centres.append((s.void_xyz, s.void_radius))
+        tracers.append(s.gz_xyz)
+    n_vf = 1 if voids.voidfinder is not None else 0
+    geo = _geometry(xyz, survey, theta, centres, tracers, executor, shard_size, workers)
     if voids.voidfinder is not None:
         vf = voids.voidfinder
-        res = classify_voidfinder(xyz, vf.grid, survey, rule=edge_rule, distance=edge_distance, edge_theta=theta)
+        res = classify_voidfinder(
+            xyz, vf.grid, survey, rule=edge_rule, distance=edge_distance, edge_theta=theta, executor=executor,
+            shard_size=shard_size,
+        )
         void_row = np.where(res.hole >= 0, vf.hole_void[np.maximum(res.hole, 0)], -1)
-        dist, _ = nearest_void_distance(xyz, vf.void_xyz, vf.void_reff, workers=workers)
+        dist = geo["dist"][0]
         res.flag[bad] = 9
         cols["ENV_VOIDFINDER"] = res.flag
         cols["VF_VOID"] = void_row
@@ -180,11 +286,11 @@ def classify_galaxies(
     in_tracer_gz = np.zeros(n, dtype=bool)
     for prune, s in sorted(voids.v2.items()):
         m = v2_membership(tid, xyz, s.gz_target, s.gz_xyz, s.gz_zone, s.gz_out, s.zone_key, s.zone_void0,
-                          s.zone_void1, workers=workers)
+                          s.zone_void1, workers=workers, nearest=geo["nearest"][dist_index[prune] - n_vf])
         flag = v2_flags(m["in_void"], xyz, survey, rule=edge_rule, distance=edge_distance, edge_theta=theta,
                         gz_out=m["gz_out"] & m["joined"])
         flag[bad] = 9
-        dist, _ = nearest_void_distance(xyz, s.void_xyz, s.void_radius, workers=workers)
+        dist = geo["dist"][dist_index[prune]]
         cols[f"ENV_V2_{prune}"] = flag
         cols[f"V2_{prune}_VOID0"] = m["void0"]
         cols[f"V2_{prune}_VOID1"] = m["void1"]
@@ -198,8 +304,8 @@ def classify_galaxies(
             "joined": int(m["joined"].sum()),
             "flags": _counts(flag),
         }
-    cols["EDGE_PROBE"] = edge_flags(xyz, survey, rule="probe")
-    cols["EDGE_BUFFER"] = edge_flags(xyz, survey, rule="buffer", edge_theta=theta)
+    cols["EDGE_PROBE"] = geo["edge_probe"]
+    cols["EDGE_BUFFER"] = geo["edge_buffer"]
     cols["OUT_OF_Z"] = out_z
     if is_tracer is None:
         tracer = in_tracer_gz & ~out_z

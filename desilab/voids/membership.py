@@ -20,25 +20,38 @@ Conventions (VAST's, ``desi-formats.md`` §4d):
   six points ±10 Mpc/h along x, y, z, any outside the survey; ``"buffer"`` — DESIVAST's
   30 Mpc/h buffer (``gal_membership.py``, ``edge_buffer=30``): the distance to the
   survey boundary (radial limits, and the angular mask edge measured as
-  ``r·sin θ_edge`` with θ_edge the angle to the nearest masked-out pixel centre less
-  half a pixel diagonal, i.e. conservative) is below the buffer.
+  ``r·sin θ_edge`` with θ_edge the angle from the galaxy's pixel centre to the nearest
+  masked-out pixel centre less two maximal pixel radii, i.e. conservative) is below the buffer.
 
 Why hand-written: speed. DR1 has 101,863 holes and ~6M BGS galaxies (13.1M with all
 programmes). ``scipy.spatial.cKDTree.query_ball_point`` over holes of different radii
 needs one tree query per hole and Python-level list merging; VAST's own loop takes
 ~0.44 ms per galaxy. The kernels below bin holes once on a uniform grid (each hole
 listed in the cells its sphere touches, CSR layout) and then test each galaxy only
-against the holes of its own cell, in parallel with numba (``prange``); the mask lookup
-is a numba port of HEALPix ``vec2pix_nest`` (checked against healpy in the tests). The
-six-point probe is skipped for galaxies that a conservative bound (radial margins and the
-angle to the nearest masked-out pixel) proves interior — same answer, less work.
-``bench/voids.py`` measures the rate against ``cKDTree.query_ball_point`` in the same run.
+against the holes of its own cell, in parallel with numba (``prange``). The rate is
+bound by memory latency, so galaxies are first bucketed by block of cells (a parallel
+counting sort that streams through memory), tested block by block (a block's holes stay
+in cache), and the results scattered back to input order. The mask lookup is a numba
+port of HEALPix ``vec2pix_nest`` (checked against healpy in the tests). The six-point
+probe is skipped for galaxies that a conservative bound (radial margins and the angle to
+the nearest masked-out pixel) proves interior — same answer, less work.
+
+Heavy work is sharded into contiguous galaxy ranges mapped through a
+:mod:`desilab.compute` executor (:func:`classify_voidfinder`, :func:`shard_plan`); the
+answer for a galaxy does not depend on its shard, so results are byte-identical for any
+executor, worker count or shard size. ``bench/voids.py`` measures the rate against
+``cKDTree.query_ball_point`` in the same run.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import numba as nb
 import numpy as np
@@ -54,13 +67,19 @@ __all__ = [
     "ENV_OUT",
     "ENV_VOID",
     "ENV_WALL",
+    "SHARD_SIZE",
     "HoleGrid",
     "MembershipResult",
     "SurveyMask",
+    "VoidFinderShard",
+    "classify_shard",
     "classify_voidfinder",
     "edge_flags",
     "holes_brute_force",
+    "nearest_tracer",
     "nearest_void_distance",
+    "numba_threads",
+    "shard_plan",
     "v2_membership",
     "vec2pix_nest",
 ]
@@ -222,7 +241,7 @@ class SurveyMask:
         return _contains_many(xyz, self.mask, self.nside, self.d_min, self.d_max)
 
     def edge_angles(self) -> np.ndarray:
-        """Per pixel: angle [rad] to the nearest out-of-mask pixel centre minus half a pixel diagonal.
+        """Per pixel: angle [rad] to the nearest out-of-mask pixel centre minus two maximal pixel radii.
 
         Used by the ``"buffer"`` edge rule; ``inf`` where the mask covers the whole sky.
         """
@@ -282,6 +301,7 @@ class HoleGrid:
     start: np.ndarray
     items: np.ndarray
     tol: float
+    packed: np.ndarray
 
     @classmethod
     def build(
@@ -312,7 +332,8 @@ class HoleGrid:
         if tol < 0:
             raise InputError(f"boundary tolerance must be >= 0, got {tol}", parameter="tol")
         if len(c) == 0:
-            return cls(c, r, np.zeros(3), 1.0, (1, 1, 1), np.zeros(2, np.int64), np.zeros(0, np.int32), float(tol))
+            return cls(c, r, np.zeros(3), 1.0, (1, 1, 1), np.zeros(2, np.int64), np.zeros(0, np.int32), float(tol),
+                       np.zeros((0, 4)))
         if cell is None:
             cell = float(np.clip(np.median(r), 2.0, 50.0))
         reach = r + tol
@@ -326,7 +347,9 @@ class HoleGrid:
         start = np.zeros(ncell + 1, dtype=np.int64)
         np.cumsum(counts, out=start[1:])
         items = _grid_fill(c, reach, lo, float(cell), np.array(shape, np.int64), start)
-        return cls(c, r, lo, float(cell), shape, start, items, float(tol))
+        # centre and radius of a hole in one 32-byte row: one cache line per candidate test
+        packed = np.ascontiguousarray(np.column_stack([c, r]))
+        return cls(c, r, lo, float(cell), shape, start, items, float(tol), packed)
 
     def query(self, xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Hole containing each point and the boundary-shell flag.
@@ -343,10 +366,10 @@ class HoleGrid:
             True for points inside no hole but within ``tol`` of some hole's surface.
         """
         p = np.ascontiguousarray(xyz, dtype=np.float64).reshape(-1, 3)
-        return _grid_query(
-            p, self.centres, self.radii, self.origin, self.cell, np.array(self.shape, np.int64),
-            self.start, self.items, self.tol,
-        )
+        hole = np.empty(len(p), dtype=np.int64)
+        shell = np.empty(len(p), dtype=bool)
+        _run_kernels(p, self, None, hole, shell, None)
+        return hole, shell
 
 
 @nb.njit(cache=True, inline="always")
@@ -408,7 +431,7 @@ def _grid_fill(c, reach, lo, cell, shape, start) -> np.ndarray:
 
 
 @nb.njit(cache=True, inline="always")
-def _one_point(x, y, z, c, r, lo, cell, shape, start, items, tol):
+def _one_point(x, y, z, c4, lo, cell, shape, start, items, tol):
     fi = (x - lo[0]) / cell
     fj = (y - lo[1]) / cell
     fk = (z - lo[2]) / cell
@@ -418,124 +441,195 @@ def _one_point(x, y, z, c, r, lo, cell, shape, start, items, tol):
     shell = False
     for t in range(start[q], start[q + 1]):
         h = items[t]
-        dx = x - c[h, 0]
-        dy = y - c[h, 1]
-        dz = z - c[h, 2]
+        dx = x - c4[h, 0]
+        dy = y - c4[h, 1]
+        dz = z - c4[h, 2]
         d2 = dx * dx + dy * dy + dz * dz
-        rin = r[h] - tol
+        rin = c4[h, 3] - tol
         if rin > 0 and d2 < rin * rin:
             return h, False
-        rout = r[h] + tol
+        rout = c4[h, 3] + tol
         if d2 <= rout * rout:
             shell = True
     return -1, shell
 
 
-#: Galaxies are visited in blocks of BLOCK^3 grid cells (a counting sort on the block
-#: index, O(n)): the holes of one block then stay in cache. On 1M random galaxies against
-#: 100k holes this is ~8x faster than visiting galaxies in file order (memory latency).
+# --------------------------------------------------------------------------------------
+# Spatial bucketing: galaxies visited block by block, results back in input order
+# --------------------------------------------------------------------------------------
+
+#: Galaxies are visited in blocks of (at least) BLOCK^3 grid cells: the holes of one block
+#: (~2k list entries for VoidFinder-like catalogs) then stay in L2 cache. Unsorted input makes
+#: every galaxy a cache miss in the hole grid; HEALPix-ordered input (DR1 files) is only
+#: partly local in 3-D.
 BLOCK = 8
+
+#: Upper bound on the number of blocks (the block edge doubles until the grid fits): the
+#: per-chunk bucket histograms stay small (chunks x blocks x 8 bytes).
+MAX_BLOCKS = 1 << 16
+
+
+def _block_dims(shape: tuple[int, int, int]) -> tuple[int, tuple[int, int, int]]:
+    """Block edge (in cells) and the number of blocks along each axis."""
+    b = BLOCK
+    while True:
+        dims = tuple(-(-s // b) for s in shape)
+        if dims[0] * dims[1] * dims[2] <= MAX_BLOCKS:
+            return b, dims  # type: ignore[return-value]
+        b *= 2
+
+
+@nb.njit(cache=True, parallel=True, nogil=True)
+def _bucket_keys(p, lo, bcell, bdims, nchunk):
+    """Block key of every point (last key = outside the grid) and per-chunk histograms.
+
+    Chunks are contiguous input ranges; their count is fixed by the caller, so the
+    bucketing (and everything after it) does not depend on the number of threads.
+    """
+    n = p.shape[0]
+    nbi, nbj, nbk = bdims[0], bdims[1], bdims[2]
+    nkey = nbi * nbj * nbk + 1
+    key = np.empty(n, dtype=np.int32)
+    hist = np.zeros((nchunk, nkey), dtype=np.int64)
+    step = (n + nchunk - 1) // nchunk
+    for ch in nb.prange(nchunk):
+        a = ch * step
+        b = min(n, a + step)
+        for i in range(a, b):
+            fi = (p[i, 0] - lo[0]) / bcell
+            fj = (p[i, 1] - lo[1]) / bcell
+            fk = (p[i, 2] - lo[2]) / bcell
+            if fi < 0 or fj < 0 or fk < 0 or fi >= nbi or fj >= nbj or fk >= nbk:
+                k = nkey - 1
+            else:
+                k = (int(fi) * nbj + int(fj)) * nbk + int(fk)
+            key[i] = k
+            hist[ch, k] += 1
+    return key, hist
 
 
 @nb.njit(cache=True)
-def _block_order(p, lo, cell, shape):
-    n = p.shape[0]
-    bcell = cell * BLOCK
-    nb_i = shape[0] // BLOCK + 1
-    nb_j = shape[1] // BLOCK + 1
-    nb_k = shape[2] // BLOCK + 1
-    nblock = nb_i * nb_j * nb_k + 1
-    key = np.empty(n, dtype=np.int64)
-    counts = np.zeros(nblock + 1, dtype=np.int64)
-    for i in range(n):
-        fi = (p[i, 0] - lo[0]) / bcell
-        fj = (p[i, 1] - lo[1]) / bcell
-        fk = (p[i, 2] - lo[2]) / bcell
-        if fi < 0 or fj < 0 or fk < 0 or fi >= nb_i or fj >= nb_j or fk >= nb_k:
-            k = nblock - 1
-        else:
-            k = (int(fi) * nb_j + int(fj)) * nb_k + int(fk)
-        key[i] = k
-        counts[k + 1] += 1
-    for b in range(nblock):
-        counts[b + 1] += counts[b]
-    order = np.empty(n, dtype=np.int64)
-    for i in range(n):
-        order[counts[key[i]]] = i
-        counts[key[i]] += 1
-    return order
+def _bucket_offsets(hist):
+    """Start of each (chunk, key) run in the sorted order: key-major, then chunk (stable)."""
+    nchunk, nkey = hist.shape
+    off = np.empty((nchunk, nkey), dtype=np.int64)
+    s = 0
+    for k in range(nkey):
+        for ch in range(nchunk):
+            off[ch, k] = s
+            s += hist[ch, k]
+    return off
 
 
-@nb.njit(cache=True, parallel=True)
-def _grid_query(p, c, r, lo, cell, shape, start, items, tol):
+@nb.njit(cache=True, parallel=True, nogil=True)
+def _bucket_gather(p, key, off):
+    """Positions in block order. Each chunk reads its input range sequentially and appends
+    to one write stream per block (no random reads)."""
     n = p.shape[0]
-    hole = np.empty(n, dtype=np.int64)
+    nchunk = off.shape[0]
+    step = (n + nchunk - 1) // nchunk
+    ps = np.empty((n, 3), dtype=np.float64)
+    for ch in nb.prange(nchunk):
+        cur = off[ch].copy()
+        for i in range(ch * step, min(n, ch * step + step)):
+            d = cur[key[i]]
+            cur[key[i]] += 1
+            ps[d, 0] = p[i, 0]
+            ps[d, 1] = p[i, 1]
+            ps[d, 2] = p[i, 2]
+    return ps
+
+
+@nb.njit(cache=True, parallel=True, nogil=True)
+def _sorted_query(ps, c4, lo, cell, shape, start, items, tol):
+    n = ps.shape[0]
+    hole = np.empty(n, dtype=np.int32)
     shell = np.empty(n, dtype=np.bool_)
-    order = _block_order(p, lo, cell, shape)
     for t in nb.prange(n):
-        i = order[t]
-        h, s = _one_point(p[i, 0], p[i, 1], p[i, 2], c, r, lo, cell, shape, start, items, tol)
-        hole[i] = h
-        shell[i] = s
+        h, s = _one_point(ps[t, 0], ps[t, 1], ps[t, 2], c4, lo, cell, shape, start, items, tol)
+        hole[t] = h
+        shell[t] = s
     return hole, shell
+
+
+@nb.njit(cache=True, parallel=True, nogil=True)
+def _sorted_flags(ps, c4, lo, cell, shape, start, items, tol, mask, nside, d_min, d_max, rule, dist, edge_theta):
+    n = ps.shape[0]
+    hole = np.empty(n, dtype=np.int32)
+    shell = np.empty(n, dtype=np.bool_)
+    flag = np.empty(n, dtype=np.int16)
+    for t in nb.prange(n):
+        x, y, z = ps[t, 0], ps[t, 1], ps[t, 2]
+        h, s = _one_point(x, y, z, c4, lo, cell, shape, start, items, tol)
+        hole[t] = h
+        shell[t] = s
+        if h >= 0:
+            flag[t] = 1
+            continue
+        # _inside, keeping the pixel for the edge rules (one vec2pix per galaxy, not two)
+        r2 = x * x + y * y + z * z
+        if r2 <= d_min * d_min or r2 >= d_max * d_max or r2 == 0.0:
+            flag[t] = 9
+            continue
+        pix = _vec2pix_nest(nside, x, y, z)
+        if not mask[pix]:
+            flag[t] = 9
+            continue
+        if rule == 0:
+            edge = _probe_edge(x, y, z, pix, mask, nside, d_min, d_max, dist, edge_theta)
+        else:
+            edge = _near_boundary(x, y, z, pix, mask, nside, d_min, d_max, dist, edge_theta)
+        flag[t] = 2 if edge else 0
+    return hole, shell, flag
+
+
+@nb.njit(cache=True, parallel=True, nogil=True)
+def _bucket_scatter(key, off, hole_s, shell_s, flag_s, hole, shell, flag, with_flag):
+    """Results back in input order: the mirror of :func:`_bucket_gather` (sequential
+    writes, one read stream per block)."""
+    n = key.shape[0]
+    nchunk = off.shape[0]
+    step = (n + nchunk - 1) // nchunk
+    for ch in nb.prange(nchunk):
+        cur = off[ch].copy()
+        for i in range(ch * step, min(n, ch * step + step)):
+            d = cur[key[i]]
+            cur[key[i]] += 1
+            hole[i] = hole_s[d]
+            shell[i] = shell_s[d]
+            if with_flag:
+                flag[i] = flag_s[d]
 
 
 _AXES6 = np.array([[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]], dtype=np.float64)
 
 
-@nb.njit(cache=True, parallel=True)
-def _flags_kernel(
-    p, c, r, lo, cell, shape, start, items, tol, mask, nside, d_min, d_max, rule, dist, edge_theta
-):
-    n = p.shape[0]
-    hole = np.empty(n, dtype=np.int64)
-    shell = np.empty(n, dtype=np.bool_)
-    flag = np.empty(n, dtype=np.int16)
-    order = _block_order(p, lo, cell, shape)
-    for t in nb.prange(n):
-        i = order[t]
-        x, y, z = p[i, 0], p[i, 1], p[i, 2]
-        h, s = _one_point(x, y, z, c, r, lo, cell, shape, start, items, tol)
-        hole[i] = h
-        shell[i] = s
-        if h >= 0:
-            flag[i] = 1
-            continue
-        if not _inside(x, y, z, mask, nside, d_min, d_max):
-            flag[i] = 9
-            continue
-        if rule == 0:
-            edge = _probe_edge(x, y, z, mask, nside, d_min, d_max, dist, edge_theta)
-        else:
-            edge = _near_boundary(x, y, z, mask, nside, d_min, d_max, dist, edge_theta)
-        flag[i] = 2 if edge else 0
-    return hole, shell, flag
-
-
 @nb.njit(cache=True, inline="always")
-def _near_boundary(x, y, z, mask, nside, d_min, d_max, dist, edge_theta) -> bool:
+def _near_boundary(x, y, z, pix, mask, nside, d_min, d_max, dist, edge_theta) -> bool:
+    """DESIVAST buffer rule; ``pix`` is the point's NESTED pixel if known, else −1."""
     rr = math.sqrt(x * x + y * y + z * z)
     if rr - d_min < dist or d_max - rr < dist:
         return True
-    th = edge_theta[_vec2pix_nest(nside, x, y, z)]
+    th = edge_theta[pix if pix >= 0 else _vec2pix_nest(nside, x, y, z)]
     if th >= math.pi / 2:
         return False
     return rr * math.sin(th) < dist
 
 
 @nb.njit(cache=True, inline="always")
-def _probe_edge(x, y, z, mask, nside, d_min, d_max, dist, edge_theta) -> bool:
+def _probe_edge(x, y, z, pix, mask, nside, d_min, d_max, dist, edge_theta) -> bool:
     """VAST's six-point probe, skipped when a conservative bound proves every probe inside.
 
     The bound: radial margins larger than the probe distance, and the angular distance
     to the mask boundary (``edge_theta`` of the galaxy's pixel, a lower bound) turned into
     a perpendicular distance ``r sin θ`` larger than the probe distance. Exactly the same
-    answer as probing, much less work for interior galaxies.
+    answer as probing, much less work for interior galaxies. ``pix`` is the point's
+    NESTED pixel if known, else −1.
     """
     rr = math.sqrt(x * x + y * y + z * z)
     margin = dist * (1.0 + 1e-9) + 1e-9
     if edge_theta.shape[0] > 1 and rr - d_min > margin and d_max - rr > margin:
-        th = edge_theta[_vec2pix_nest(nside, x, y, z)]
+        th = edge_theta[pix if pix >= 0 else _vec2pix_nest(nside, x, y, z)]
         if th >= math.pi / 2 or rr * math.sin(th) > margin:
             return False
     for a in range(6):
@@ -552,9 +646,9 @@ def _edge_kernel(p, mask, nside, d_min, d_max, rule, dist, edge_theta):
     for i in nb.prange(n):
         x, y, z = p[i, 0], p[i, 1], p[i, 2]
         if rule == 0:
-            out[i] = _probe_edge(x, y, z, mask, nside, d_min, d_max, dist, edge_theta)
+            out[i] = _probe_edge(x, y, z, -1, mask, nside, d_min, d_max, dist, edge_theta)
         else:
-            out[i] = _near_boundary(x, y, z, mask, nside, d_min, d_max, dist, edge_theta)
+            out[i] = _near_boundary(x, y, z, -1, mask, nside, d_min, d_max, dist, edge_theta)
     return out
 
 
@@ -623,6 +717,227 @@ class MembershipResult:
     shell: np.ndarray
 
 
+@dataclass(frozen=True)
+class _EdgeSpec:
+    """The survey and edge rule of the flag kernel (small; travels with every shard)."""
+
+    mask: np.ndarray
+    nside: int
+    d_min: float
+    d_max: float
+    rule: int
+    dist: float
+    theta: np.ndarray
+
+
+def _run_kernels(
+    p: np.ndarray, grid: HoleGrid, edge: _EdgeSpec | None, hole: np.ndarray, shell: np.ndarray,
+    flag: np.ndarray | None,
+) -> None:
+    """Classify *p* (contiguous (n, 3) float64) into the given output arrays (input order).
+
+    Four passes, all parallel over threads: block keys, gather into block order, the hole
+    test (and flags) on sorted points, scatter back. Every pass streams through memory;
+    none reads the input at random (the gather writes one stream per block, the scatter
+    reads one). The result does not depend on the thread count or the galaxy order: the
+    lowest-index containing hole is found whatever order points are visited in.
+    """
+    n = len(p)
+    if n == 0:
+        return
+    b, dims = _block_dims(grid.shape)
+    nchunk = max(16, nb.get_num_threads())
+    key, hist = _bucket_keys(p, grid.origin, grid.cell * b, np.array(dims, np.int64), nchunk)
+    off = _bucket_offsets(hist)
+    ps = _bucket_gather(p, key, off)
+    shape = np.array(grid.shape, np.int64)
+    if edge is None:
+        hs, ss = _sorted_query(ps, grid.packed, grid.origin, grid.cell, shape, grid.start, grid.items, grid.tol)
+        fs = np.empty(0, np.int16)
+    else:
+        hs, ss, fs = _sorted_flags(
+            ps, grid.packed, grid.origin, grid.cell, shape, grid.start, grid.items, grid.tol,
+            edge.mask, edge.nside, edge.d_min, edge.d_max, edge.rule, edge.dist, edge.theta,
+        )
+    del ps
+    _bucket_scatter(key, off, hs, ss, fs, hole, shell, flag if flag is not None else fs, flag is not None)
+
+
+#: Galaxies per shard of :func:`classify_voidfinder`: bounds the scratch memory of one
+#: shard (35 bytes per galaxy: block keys, block-ordered copy, sorted outputs) to ~70 MB.
+SHARD_SIZE = 2_000_000
+
+
+@dataclass(frozen=True)
+class VoidFinderShard:
+    """One contiguous range of galaxies for :func:`classify_voidfinder` (picklable).
+
+    Either the data travel with the shard (``xyz`` = the range's rows, ``grid``, ``edge``;
+    for in-process runs and executors with an object store, e.g. Ray) and the result comes
+    back, or ``folder`` names a directory of ``.npy`` files (``xyz``, the grid, the edge
+    spec; outputs ``hole``/``shell``/``flag``) that local worker processes memory-map, so
+    neither the 24 bytes per galaxy of positions nor the grid are pickled per shard.
+    """
+
+    shard_id: int
+    start: int
+    stop: int
+    threads: int | None = None
+    xyz: np.ndarray | None = None
+    grid: HoleGrid | None = None
+    edge: _EdgeSpec | None = None
+    folder: str | None = None
+    flags: bool = True
+
+
+def _check_finite(p: np.ndarray, start: int) -> None:
+    bad = ~np.isfinite(p).all(axis=1)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0]) + start
+        raise InputError(
+            f"galaxy positions contain non-finite values ({int(bad.sum())} rows in this shard, first row {i})",
+            parameter="xyz",
+        )
+
+
+_FOLDER_CACHE: dict[tuple[str, int, int], tuple[HoleGrid, _EdgeSpec | None]] = {}
+
+
+def _load_folder(folder: str) -> tuple[HoleGrid, _EdgeSpec | None]:
+    """Grid and edge spec of a shard folder, loaded once per worker process and call.
+
+    Keyed by path, inode and modification time, so a reused temporary name never serves
+    another call's grid.
+    """
+    path = os.path.join(folder, "grid.npz")
+    st = os.stat(path)
+    key = (folder, st.st_ino, st.st_mtime_ns)
+    if key not in _FOLDER_CACHE:
+        _FOLDER_CACHE.clear()
+        with np.load(path) as z:
+            g = {k: z[k] for k in z.files}
+        grid = HoleGrid(g["centres"], g["radii"], g["origin"], float(g["cell"]), tuple(int(v) for v in g["shape"]),
+                        g["start"], g["items"], float(g["tol"]), g["packed"])
+        edge = None
+        if "mask" in g:
+            edge = _EdgeSpec(g["mask"], int(g["nside"]), float(g["d_min"]), float(g["d_max"]), int(g["rule"]),
+                             float(g["dist"]), g["theta"])
+        _FOLDER_CACHE[key] = (grid, edge)
+    return _FOLDER_CACHE[key]
+
+
+@contextmanager
+def numba_threads(threads: int | None) -> Iterator[None]:
+    """Run the block with *threads* numba threads (``None``: unchanged), restoring the count after.
+
+    Shards running in worker processes use it so that ``w`` workers × threads do not
+    oversubscribe the cores.
+    """
+    before = nb.get_num_threads()
+    if threads is not None:
+        nb.set_num_threads(max(1, min(int(threads), nb.config.NUMBA_NUM_THREADS)))
+    try:
+        yield
+    finally:
+        nb.set_num_threads(before)
+
+
+def shard_plan(n: int, executor: Any, shard_size: int) -> tuple[list[tuple[int, int]], int | None, bool]:
+    """How :func:`classify_voidfinder` and friends cut *n* galaxies into contiguous shards.
+
+    Returns the ``(start, stop)`` ranges, the threads each shard may use (``None``: all of
+    this process's), and whether the shards go to other processes (the executor has
+    more than one worker and there is more than one shard's worth of galaxies).
+    """
+    if shard_size < 1:
+        raise InputError(f"shard_size must be >= 1, got {shard_size}", parameter="shard_size")
+    workers = int(getattr(executor, "workers", 1) or 1) if executor is not None else 1
+    remote = workers > 1 and n > shard_size
+    if remote:
+        nshard = workers * -(-n // (workers * shard_size))
+        threads: int | None = max(1, nb.config.NUMBA_NUM_THREADS // workers)
+    else:
+        nshard = max(1, -(-n // shard_size))
+        threads = None
+    bounds = np.linspace(0, n, nshard + 1).astype(np.int64)
+    return [(int(bounds[i]), int(bounds[i + 1])) for i in range(nshard)], threads, remote
+
+
+def classify_shard(shard: VoidFinderShard) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Run one :class:`VoidFinderShard` (in whatever process): VAST flags of its galaxies.
+
+    Returns ``(hole, shell, flag)`` for in-memory shards; ``None`` for folder shards, whose
+    outputs are written into the folder's memory-mapped ``hole``/``shell``/``flag`` files.
+    """
+    with numba_threads(shard.threads):
+        if shard.folder is None:
+            assert shard.xyz is not None and shard.grid is not None
+            p = np.ascontiguousarray(shard.xyz, dtype=np.float64).reshape(-1, 3)
+            _check_finite(p, shard.start)
+            n = len(p)
+            hole = np.empty(n, np.int64)
+            shell = np.empty(n, bool)
+            flag = np.empty(n, np.int16) if shard.flags else None
+            _run_kernels(p, shard.grid, shard.edge, hole, shell, flag)
+            return hole, shell, flag if flag is not None else (hole >= 0).astype(np.int16)
+        grid, edge = _load_folder(shard.folder)
+        sl = slice(shard.start, shard.stop)
+        src = np.load(os.path.join(shard.folder, "xyz.npy"), mmap_mode="r")
+        p = np.ascontiguousarray(src[sl], dtype=np.float64)
+        _check_finite(p, shard.start)
+        outs = [np.load(os.path.join(shard.folder, f"{k}.npy"), mmap_mode="r+") for k in ("hole", "shell", "flag")]
+        _run_kernels(p, grid, edge, outs[0][sl], outs[1][sl], outs[2][sl] if edge is not None else None)
+        for o in outs:
+            o.flush()
+        return None
+
+
+def _shared_dir(need_bytes: int) -> str | None:
+    """A RAM-backed temporary directory root with room for *need_bytes* (Linux ``/dev/shm``).
+
+    ``None`` (the default temporary directory) when there is none or it is too small —
+    containers often mount a 64 MB ``/dev/shm``, and running out there would kill the
+    workers with SIGBUS instead of raising.
+    """
+    d = "/dev/shm"
+    if not (os.path.isdir(d) and os.access(d, os.W_OK)):
+        return None
+    st = os.statvfs(d)
+    return d if st.f_bavail * st.f_frsize > 1.25 * need_bytes else None
+
+
+def _classify_via_folder(
+    p: np.ndarray, grid: HoleGrid, edge: _EdgeSpec | None, executor: Any, nshard: int, threads: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    n = len(p)
+    need = n * (24 + 8 + 1 + 2) + grid.items.nbytes + grid.start.nbytes + 2 * grid.packed.nbytes
+    with tempfile.TemporaryDirectory(prefix="desilab-voids-", dir=_shared_dir(need)) as folder:
+        np.save(os.path.join(folder, "xyz.npy"), p, allow_pickle=False)
+        g: dict[str, Any] = {
+            "centres": grid.centres, "radii": grid.radii, "origin": grid.origin, "cell": grid.cell,
+            "shape": np.array(grid.shape), "start": grid.start, "items": grid.items, "tol": grid.tol,
+            "packed": grid.packed,
+        }
+        if edge is not None:
+            g.update(mask=edge.mask, nside=edge.nside, d_min=edge.d_min, d_max=edge.d_max, rule=edge.rule,
+                     dist=edge.dist, theta=edge.theta)
+        np.savez(os.path.join(folder, "grid.npz"), **g)
+        for k, dt in (("hole", np.int64), ("shell", np.bool_), ("flag", np.int16)):
+            np.lib.format.open_memmap(os.path.join(folder, f"{k}.npy"), mode="w+", dtype=dt, shape=(n,)).flush()
+        bounds = np.linspace(0, n, nshard + 1).astype(np.int64)
+        shards = [VoidFinderShard(i, int(bounds[i]), int(bounds[i + 1]), threads, folder=folder)
+                  for i in range(nshard)]
+        executor.map(classify_shard, shards, desc="VoidFinder membership")
+        # no copy: the outputs stay mapped after their files are unlinked (freed with the arrays)
+        hole, shell, flag = (
+            np.load(os.path.join(folder, f"{k}.npy"), mmap_mode="r+").view(np.ndarray)
+            for k in ("hole", "shell", "flag")
+        )
+    if edge is None:
+        flag = (hole >= 0).astype(np.int16)
+    return hole, shell, flag
+
+
 def classify_voidfinder(
     xyz: np.ndarray,
     grid: HoleGrid,
@@ -631,8 +946,14 @@ def classify_voidfinder(
     rule: str = "probe",
     distance: float | None = None,
     edge_theta: np.ndarray | None = None,
+    executor: Any = None,
+    shard_size: int = SHARD_SIZE,
 ) -> MembershipResult:
     """VAST flags for points against VoidFinder holes (see the module docstring).
+
+    The galaxies are cut into contiguous shards mapped through a :mod:`desilab.compute`
+    executor; results come back in input order and are identical for any executor,
+    worker count, thread count or shard size (the work is deterministic).
 
     Parameters
     ----------
@@ -647,25 +968,56 @@ def classify_voidfinder(
     edge_theta
         Precomputed :meth:`SurveyMask.edge_angles` (computed when not given): the buffer
         rule's boundary distance, and the probe rule's shortcut for interior galaxies.
+    executor
+        A :mod:`desilab.compute` executor. ``None``, one with a single worker, or at most
+        ``shard_size`` galaxies: the shards run in this process, each using every numba
+        thread. Otherwise ``w`` workers get ``w`` × ⌈n / (w · shard_size)⌉ shards, each
+        worker using ⌊threads / w⌋ numba threads (at least 1); a local process pool's
+        shards read positions from and write flags to memory-mapped files in a RAM-backed
+        temporary folder (nothing large is pickled), other executors (Ray) receive the
+        shard's rows with the shard.
+    shard_size
+        Galaxies per shard (bounds the scratch memory: ~35 bytes per galaxy of a shard).
 
     Returns
     -------
     MembershipResult
+
+    Raises
+    ------
+    InputError
+        Non-finite positions (the message gives the first bad row), or a bad edge rule.
     """
-    p = np.ascontiguousarray(xyz, dtype=np.float64).reshape(-1, 3)
-    if not np.all(np.isfinite(p)):
-        raise InputError("galaxy positions contain non-finite values", parameter="xyz")
-    args = (p, grid.centres, grid.radii, grid.origin, grid.cell, np.array(grid.shape, np.int64),
-            grid.start, grid.items, grid.tol)
-    if survey is None:
-        hole, shell = _grid_query(*args)
-        return MembershipResult((hole >= 0).astype(np.int16), hole, shell)
-    code, dist = _rule(rule, distance)
-    if edge_theta is None:
-        edge_theta = survey.edge_angles()
-    hole, shell, flag = _flags_kernel(
-        *args, survey.mask, survey.nside, survey.d_min, survey.d_max, code, dist, edge_theta
-    )
+    from desilab.compute import LocalExecutor, SerialExecutor
+
+    p = np.asarray(xyz)
+    if p.ndim == 1 and p.size == 3:
+        p = p.reshape(1, 3)
+    if p.ndim != 2 or p.shape[1] != 3:
+        raise InputError(f"galaxy positions must have shape (n, 3), got {p.shape}", parameter="xyz")
+    n = len(p)
+    edge = None
+    if survey is not None:
+        code, dist = _rule(rule, distance)
+        if edge_theta is None:
+            edge_theta = survey.edge_angles()
+        edge = _EdgeSpec(survey.mask, survey.nside, survey.d_min, survey.d_max, code, dist,
+                         np.ascontiguousarray(edge_theta, dtype=np.float64))
+    executor = executor if executor is not None else SerialExecutor()
+    ranges, threads, remote = shard_plan(n, executor, shard_size)
+    if remote and isinstance(executor, LocalExecutor):
+        pc = np.ascontiguousarray(p, dtype=np.float64)
+        hole, shell, flag = _classify_via_folder(pc, grid, edge, executor, len(ranges), threads or 1)
+        return MembershipResult(flag, hole, shell)
+    shards = [
+        VoidFinderShard(i, a, b, threads, xyz=p[a:b], grid=grid, edge=edge, flags=edge is not None)
+        for i, (a, b) in enumerate(ranges)
+    ]
+    parts = executor.map(classify_shard, shards, desc="VoidFinder membership")
+    if len(parts) == 1:
+        hole, shell, flag = parts[0]
+    else:
+        hole, shell, flag = (np.concatenate([pt[j] for pt in parts]) for j in range(3))
     return MembershipResult(flag, hole, shell)
 
 
@@ -710,6 +1062,7 @@ def v2_membership(
     zone_void1: np.ndarray | None = None,
     *,
     workers: int = 1,
+    nearest: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """V² void membership of galaxies: GALZONE join, else the nearest tracer's Voronoi cell.
 
@@ -729,6 +1082,10 @@ def v2_membership(
         ZONEVOID columns ZONE, VOID0, VOID1.
     workers
         Threads for the KD-tree query.
+    nearest
+        Precomputed row of the nearest GALZONE galaxy for every galaxy
+        (:func:`nearest_tracer`, e.g. sharded through :mod:`desilab.compute`); used for
+        the galaxies the join does not match. ``None``: queried here.
 
     Returns
     -------
@@ -750,10 +1107,12 @@ def v2_membership(
     joined = row >= 0
     miss = np.flatnonzero(~joined)
     if len(miss) and len(gt):
-        _, nn = cKDTree(np.asarray(gz_xyz, dtype=np.float64)).query(
-            np.asarray(xyz, dtype=np.float64)[miss], k=1, workers=workers
-        )
-        row[miss] = nn
+        if nearest is None:
+            row[miss] = nearest_tracer(np.asarray(xyz, dtype=np.float64)[miss], gz_xyz, workers=workers)
+        else:
+            if len(nearest) != n:
+                raise InputError(f"{len(nearest)} nearest-tracer rows for {n} galaxies", parameter="nearest")
+            row[miss] = np.asarray(nearest, dtype=np.int64)[miss]
     zone = np.full(n, -1, dtype=np.int64)
     ok = row >= 0
     zone[ok] = np.asarray(gz_zone, dtype=np.int64)[row[ok]]
@@ -778,6 +1137,30 @@ def v2_membership(
         "joined": joined,
         "gz_out": out_row,
     }
+
+
+def nearest_tracer(xyz: np.ndarray, gz_xyz: np.ndarray, *, workers: int = 1) -> np.ndarray:
+    """Row of the nearest GALZONE galaxy (the Voronoi cell a point falls in), −1 if none.
+
+    Parameters
+    ----------
+    xyz
+        (n, 3) positions [Mpc/h].
+    gz_xyz
+        (m, 3) GALZONE positions.
+    workers
+        Threads for the KD-tree query (−1: all cores).
+
+    Returns
+    -------
+    numpy.ndarray
+        int64 rows of *gz_xyz*.
+    """
+    p = np.asarray(xyz, dtype=np.float64).reshape(-1, 3)
+    if len(gz_xyz) == 0 or len(p) == 0:
+        return np.full(len(p), -1, dtype=np.int64)
+    _, nn = cKDTree(np.asarray(gz_xyz, dtype=np.float64)).query(p, k=1, workers=workers)
+    return np.asarray(nn, dtype=np.int64)
 
 
 def v2_flags(

@@ -93,7 +93,8 @@ def run_pipeline(
     out_dir
         Output folder.
     seed, executor
-        Randoms for the volume fractions are drawn per shard from ``seed``.
+        Randoms for the volume fractions are drawn per shard from ``seed``; the
+        VoidFinder classification of galaxies and randoms is sharded through *executor*.
     stats
         Statistics configuration (default :class:`StatsConfig`).
     edge_rule
@@ -124,7 +125,8 @@ def run_pipeline(
             z_max=voids.z_max if np.isfinite(voids.z_max) else 0.24,
         )
     table, summary = classify_galaxies(
-        tid, ra, dec, z, voids, is_tracer=None if sel is None else sel.tracer, edge_rule=edge_rule, workers=workers
+        tid, ra, dec, z, voids, is_tracer=None if sel is None else sel.tracer, edge_rule=edge_rule, workers=workers,
+        executor=executor,
     )
     summary["tracer_recipe_counts"] = sel.counts if sel is not None else None
     paths = write_vac(table, out, vac_keywords(summary))
@@ -244,7 +246,8 @@ def read_galaxy_file(path: str | Path) -> dict[str, np.ndarray]:
 
 
 def classify_files(
-    galaxies: str | Path, voids: list[str | Path], out: str | Path, *, edge_rule: str = "probe", workers: int = 1
+    galaxies: str | Path, voids: list[str | Path], out: str | Path, *, edge_rule: str = "probe", workers: int = 1,
+    executor: Any = None,
 ) -> dict[str, Any]:
     """``desilab voids classify``: one user galaxy file against void catalog files, no store.
 
@@ -252,14 +255,21 @@ def classify_files(
     (``.parquet`` → Parquet, anything else → FITS, via :func:`~desilab.voids.vac.write_vac`);
     returns the classification summary.
     """
+    from desilab.compute import get_executor
     from desilab.voids.catalogs import load_void_catalogs
 
     g = read_galaxy_file(galaxies)
     vs = load_void_catalogs(voids)
-    table, summary = classify_galaxies(
-        g["TARGETID"], _pick(g, "TARGET_RA", "RA"), _pick(g, "TARGET_DEC", "DEC"), g["Z"], vs,
-        edge_rule=edge_rule, workers=workers,
-    )
+    own = executor is None
+    ex = get_executor(workers) if own else executor
+    try:
+        table, summary = classify_galaxies(
+            g["TARGETID"], _pick(g, "TARGET_RA", "RA"), _pick(g, "TARGET_DEC", "DEC"), g["Z"], vs,
+            edge_rule=edge_rule, workers=workers, executor=ex,
+        )
+    finally:
+        if own:
+            ex.close()
     o = Path(out)
     paths = write_vac(table, o.parent, vac_keywords(summary), stem=o.name.removesuffix(o.suffix))
     keep = paths["parquet"] if o.suffix.lower() in (".parquet", ".pq") else paths["fits"]

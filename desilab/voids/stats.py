@@ -296,7 +296,8 @@ def mass_function(
     Returns
     -------
     dict
-        ``phi``, ``phi_err`` [(Mpc/h)⁻³ dex⁻¹], ``n`` per bin.
+        ``phi``, ``phi_err`` [(Mpc/h)⁻³ dex⁻¹], ``n`` per bin, and ``empty`` (True for bins
+        without a galaxy: Φ = 0 there is an upper limit, so its error is NaN, not 0).
     """
     if not volume > 0:
         raise InputError(f"environment volume must be > 0, got {volume}", parameter="volume")
@@ -312,7 +313,10 @@ def mass_function(
     # delete-one: the volume shrinks with the region removed (volume per region ∝ its share)
     share = np.bincount(reg, minlength=nreg) / max(len(reg), 1)
     loo = _leave_one_out(w) / (volume * (1 - share)[:, None] * dm[None, :])
-    return {"phi": phi, "phi_err": np.sqrt(jackknife_variance(loo)), "n": n}
+    err = np.sqrt(jackknife_variance(loo))
+    empty = n == 0
+    err[empty] = np.nan  # every replicate is 0: a zero error would claim a measurement
+    return {"phi": phi, "phi_err": err, "n": n, "empty": empty}
 
 
 def main_sequence(

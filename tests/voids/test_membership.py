@@ -187,3 +187,62 @@ def test_unknown_edge_rule():
     survey = _survey()
     with pytest.raises(InputError, match="edge rule"):
         edge_flags(np.ones((1, 3)), survey, rule="sphere")
+
+
+def _flag_setup(n=30000, seed=11):
+    rng = np.random.default_rng(seed)
+    survey = _survey()
+    v = rng.normal(size=(n, 3))
+    v /= np.linalg.norm(v, axis=1)[:, None]
+    xyz = v * rng.uniform(0, 450, n)[:, None]
+    c = xyz[rng.choice(n, 400, replace=False)]
+    r = rng.uniform(5, 20, 400)
+    return xyz, HoleGrid.build(c, r), survey, c, r
+
+
+def _same_bytes(a, b):
+    return all(
+        getattr(a, k).dtype == getattr(b, k).dtype and getattr(a, k).tobytes() == getattr(b, k).tobytes()
+        for k in ("flag", "hole", "shell")
+    )
+
+
+def test_sharded_classification_identical_for_1_and_2_workers():
+    """Shards through desilab.compute: in-process and a real 2-process pool give the same bytes."""
+    from desilab.compute import LocalExecutor, SerialExecutor
+
+    xyz, grid, survey, c, r = _flag_setup()
+    theta = survey.edge_angles()
+    one = classify_voidfinder(xyz, grid, survey, edge_theta=theta)  # one shard, in process
+    many = classify_voidfinder(xyz, grid, survey, edge_theta=theta, executor=SerialExecutor(), shard_size=7001)
+    with LocalExecutor(1) as ex1:
+        w1 = classify_voidfinder(xyz, grid, survey, edge_theta=theta, executor=ex1, shard_size=7001)
+    with LocalExecutor(2) as ex2:  # forkserver workers, shared-memory files
+        w2 = classify_voidfinder(xyz, grid, survey, edge_theta=theta, executor=ex2, shard_size=7001)
+        w2_mem = classify_voidfinder(xyz, grid, None, executor=ex2, shard_size=4000)
+    assert _same_bytes(one, many) and _same_bytes(one, w1) and _same_bytes(one, w2)
+    hole, shell = holes_brute_force(xyz, c, r)
+    assert np.array_equal(w2.hole, hole) and np.array_equal(w2.shell, shell)
+    assert np.array_equal(w2_mem.hole, hole) and np.array_equal(w2_mem.flag, (hole >= 0).astype(np.int16))
+
+
+def test_results_come_back_in_input_order():
+    xyz, grid, survey, _, _ = _flag_setup(n=20000, seed=12)
+    perm = np.random.default_rng(0).permutation(len(xyz))
+    a = classify_voidfinder(xyz, grid, survey)
+    b = classify_voidfinder(xyz[perm], grid, survey, shard_size=3000)
+    assert np.array_equal(a.flag[perm], b.flag) and np.array_equal(a.hole[perm], b.hole)
+    assert np.array_equal(a.shell[perm], b.shell)
+    f32 = classify_voidfinder(xyz.astype(np.float32), grid, survey)  # any float input is converted per shard
+    assert f32.flag.shape == (len(xyz),)
+
+
+def test_nonfinite_position_error_names_row():
+    xyz, grid, _, _, _ = _flag_setup(n=5000, seed=13)
+    xyz[4321, 1] = np.inf
+    with pytest.raises(InputError, match="first row 4321"):
+        classify_voidfinder(xyz, grid, shard_size=1000)
+    with pytest.raises(InputError, match="shard_size"):
+        classify_voidfinder(xyz, grid, shard_size=0)
+    with pytest.raises(InputError, match=r"shape \(n, 3\)"):
+        classify_voidfinder(xyz[:, :2], grid)

@@ -53,6 +53,21 @@ def test_cli_classify_equals_brute_force_outside_shell(sky, tmp_path, settings):
     assert b'"OMEGAM": 0.315' in meta and b'"BNDTOL": 0.01' in meta
 
 
+def test_vac_identical_for_1_and_2_workers(sky, tmp_path):
+    """Heavy steps sharded through desilab.compute: the VAC bytes do not depend on the workers."""
+    from desilab.compute import LocalExecutor
+    from desilab.voids.vac import write_vac
+
+    vs = load_void_catalogs([sky["vf"], sky["v2"]])
+    files = []
+    for w in (1, 2):
+        with LocalExecutor(w) as ex:  # 1: in this process; 2: forkserver workers (shard_size forces 4 shards)
+            t, summ = classify_galaxies(sky["tid"], sky["ra"], sky["dec"], sky["z"], vs, executor=ex, shard_size=1700)
+        files.append(write_vac(t, tmp_path / f"w{w}", {})["fits"])
+    assert files[0].read_bytes() == files[1].read_bytes()
+    assert summ["voidfinder"]["flags"] and sum(summ["voidfinder"]["flags"].values()) == len(sky["tid"])
+
+
 def test_galaxies_outside_z_range_are_flagged_or_rejected(sky, tmp_path):
     vs = load_void_catalogs([sky["vf"], sky["v2"]])
     z = sky["z"].copy()

@@ -135,6 +135,10 @@ def test_mass_function_volume_normalisation():
     assert np.all(res["phi_err"] > 0) and np.all(res["phi_err"] < 0.1 * res["phi"])
     with pytest.raises(InputError):
         mass_function(m, 0.0, np.array([10.0, 11.0]), np.zeros(len(m), int))
+    # an empty bin is flagged, with no (zero) error claimed
+    res = mass_function(m, 1e6, np.array([9.0, 9.5, 10.0, 10.5, 11.0]), rng.integers(0, 50, 10000))
+    assert res["empty"].tolist() == [True, True, False, False]
+    assert np.isnan(res["phi_err"][:2]).all() and (res["phi"][:2] == 0).all() and np.isfinite(res["phi_err"][2:]).all()
 
 
 def test_main_sequence_median_and_scatter():

@@ -4,7 +4,8 @@ Writes docs/validation/voids.json with:
 
 * exactness: VoidFinder membership equals a float64 brute-force reference outside the
   boundary-tolerance shell (all shell galaxies plus a random subset are checked); the
-  number of shell galaxies;
+  number of shell galaxies; the whole classification sharded over a 2-process
+  ``desilab.compute`` pool equals the in-process one, column for column;
 * agreement of our flags with the mock's truth classification, and between finders;
 * injection recovery: the void − wall quenched-fraction difference measured with our
   labels and FastSpecFit values vs the same statistic with the truth labels
@@ -85,6 +86,17 @@ def test_voids_validation(small_sky, validation_report):
         "shell_galaxies_total": int(shell.sum()), "shell_flags_equal": bool(np.array_equal(ref_shell, shell[check])),
     }
     assert mism == 0 and report["exactness"]["shell_flags_equal"]
+
+    # 1b. sharded through a 2-process desilab.compute pool: the same table, column for column
+    from desilab.compute import LocalExecutor
+
+    with LocalExecutor(2) as ex:
+        tab2, _ = classify_galaxies(g["TARGETID"], g["RA"], g["DEC"], g["Z"], vs, is_tracer=sel.tracer, workers=2,
+                                    executor=ex, shard_size=max(1, n // 5))
+    same = [c for c in tab.column_names if tab.column(c).equals(tab2.column(c))]
+    report["sharding"] = {"workers": 2, "shards": 2 * -(-n // (2 * max(1, n // 5))),
+                          "identical_columns": len(same), "columns": tab.num_columns}
+    assert len(same) == tab.num_columns
 
     # 2. agreement with the truth table and between finders
     truth = pq.read_table(small_sky / "truth" / "galaxies.parquet").to_pandas().drop_duplicates("TARGETID")
