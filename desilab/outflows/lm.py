@@ -72,6 +72,7 @@ def batched_lm(
     n_iter: int = 40,
     lam0: float = 1e-2,
     tol: float = 1e-5,
+    index: np.ndarray | None = None,
 ) -> LMResult:
     """Minimise ``Σ w (y − model(P))²`` for every row independently.
 
@@ -91,6 +92,10 @@ def batched_lm(
         Initial damping (Marquardt scaling by the diagonal of JᵀWJ).
     tol
         Relative χ² improvement below which a row counts as converged.
+    index
+        ``(N,)`` row of the model (``fun.normal``'s *rows*) that each problem row is
+        (default: row *i* is model row *i*); lets several starts of one spectrum, or a
+        subset of them, share the model's per-spectrum arrays.
 
     Returns
     -------
@@ -99,8 +104,8 @@ def batched_lm(
     p = np.clip(np.array(p0, dtype=np.float64), lo, hi)
     n, k = p.shape
     lam = np.full(n, lam0)
-    allrows = np.arange(n)
-    model, chi2, jtj, g = fun.normal(p, allrows, y, w)
+    index = np.arange(n) if index is None else np.asarray(index)
+    model, chi2, jtj, g = fun.normal(p, index, y, w)
     active = np.ones(n, dtype=bool)
     eye = np.eye(k)
     it = 0
@@ -116,7 +121,7 @@ def batched_lm(
         except np.linalg.LinAlgError:
             step = np.stack([np.linalg.lstsq(m, v, rcond=None)[0] for m, v in zip(damped, ga, strict=True)])
         trial = np.clip(p[a] + step, lo, hi)
-        m_t, c_t, j_t, g_t = fun.normal(trial, a, y[a], w[a])
+        m_t, c_t, j_t, g_t = fun.normal(trial, index[a], y[a], w[a])
         better = c_t < chi2[a]
         idx = a[better]
         gain = (chi2[idx] - c_t[better]) / np.maximum(chi2[idx], 1e-30)

