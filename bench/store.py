@@ -5,7 +5,9 @@ Measures, in one run:
 * ingest rate [rows/s] of a ~30-column zcatalog-like table through ``Store.ingest_table``
   (conform, HEALPix index, sort, bulk write, commit; data generation excluded), on DuckDB
   and on PostgreSQL (binary COPY; the q3c index build after the load is timed apart and
-  also folded into a second rate);
+  also folded into a second rate), with the CPU time per row of this process (all its
+  threads) and of the PostgreSQL backend, and the load average, because on a shared
+  machine wall-clock rates mostly measure the other tenants;
 * cone-search latency p50/p99 [ms] at 1′ and 1° on that table (``--rows``, default
   13.1M = DR1's galaxy redshift count, over a 9,570 deg² footprint like DR1's), with the
   mean result size;
@@ -99,21 +101,54 @@ def pct(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values) * 1000.0, q))
 
 
+def load() -> float:
+    """1-minute load average (the machine may be shared: read timings next to it)."""
+    return round(os.getloadavg()[0], 2)
+
+
+def server_cpu_s(store) -> float:
+    """CPU seconds used so far by the PostgreSQL backend of *store* (same host only; 0 otherwise)."""
+    if store.backend != "postgresql":
+        return 0.0
+    try:
+        pid = store._scalar("SELECT pg_backend_pid()")
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 def bench_backend(name: str, url: str, rows: int, cones: int, seed: int, out: dict, log) -> None:
     with connect(url) as store:
-        t_ingest = 0.0
+        t_ingest = cpu_ingest = 0.0
+        srv0 = server_cpu_s(store)
+        loads = [load()]
         for start in range(0, rows, CHUNK):
             chunk = zcatalog_chunk(seed, start, min(CHUNK, rows - start))
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             store.ingest_table("zcatalog", chunk, label=f"bench-{start}")
             t_ingest += time.perf_counter() - t0
+            cpu_ingest += time.process_time() - c0
+            loads.append(load())
+        srv_ingest = server_cpu_s(store) - srv0
         t0 = time.perf_counter()
         store.finish_bulk(["zcatalog"])
         t_index = time.perf_counter() - t0
         ncol = zcatalog_chunk(seed, 0, 1).num_columns
         out[f"{name}_ingest_rows_per_s"] = round(rows / t_ingest)
         out[f"{name}_ingest_columns"] = ncol
-        log(f"{name}: ingest {rows:,} rows x {ncol} columns in {t_ingest:.1f} s = {rows / t_ingest:,.0f} rows/s")
+        # CPU time is what the load of a shared machine does not change much: this
+        # process (all its threads, DuckDB's included) and, for PostgreSQL, the server backend
+        out[f"{name}_ingest_client_cpu_us_per_row"] = round(1e6 * cpu_ingest / rows, 3)
+        if name == "postgresql":
+            out[f"{name}_ingest_server_cpu_us_per_row"] = round(1e6 * srv_ingest / rows, 3)
+        out[f"{name}_ingest_load_avg"] = round(float(np.mean(loads)), 2)
+        log(
+            f"{name}: ingest {rows:,} rows x {ncol} columns in {t_ingest:.1f} s = {rows / t_ingest:,.0f} rows/s "
+            f"(CPU: client {1e6 * cpu_ingest / rows:.2f} us/row"
+            + (f", server {1e6 * srv_ingest / rows:.2f} us/row" if name == "postgresql" else "")
+            + f"; load average {np.mean(loads):.1f})"
+        )
         if t_index > 0.05:
             out[f"{name}_index_build_s"] = round(t_index, 2)
             out[f"{name}_ingest_with_index_rows_per_s"] = round(rows / (t_ingest + t_index))
@@ -138,9 +173,10 @@ def bench_backend(name: str, url: str, rows: int, cones: int, seed: int, out: di
             out[f"{name}_cone_{label}_p99_ms"] = round(pct(times, 99), 2)
             out[f"{name}_cone_{label}_mean_rows"] = round(float(np.mean(sizes)), 2)
             out[f"{name}_cone_{label}_per_s"] = round(len(times) / sum(times), 1)
+            out[f"{name}_cone_{label}_load_avg"] = load()
             log(
                 f"{name}: cone {label}: p50 {pct(times, 50):.2f} ms, p99 {pct(times, 99):.2f} ms, "
-                f"mean {np.mean(sizes):.1f} rows ({cones} cones)"
+                f"mean {np.mean(sizes):.1f} rows ({cones} cones; load average {load()})"
             )
 
 
@@ -180,9 +216,11 @@ def bench_crossmatch(n: int, seed: int, out: dict, log, repeats: int = 2) -> Non
             "ratio_vs_astropy": round(t_astropy / t_ours, 2),
         }
     )
+    out["crossmatch_load_avg"] = load()
     log(
         f'crossmatch {n:,} x {n:,} at 1": ours {t_ours:.2f} s, astropy {t_astropy:.2f} s '
-        f"-> {t_astropy / t_ours:.1f}x; {a.size:,} pairs, identical={identical} (best of {repeats})"
+        f"-> {t_astropy / t_ours:.1f}x; {a.size:,} pairs, identical={identical} (best of {repeats}; "
+        f"load average {load()})"
     )
 
 

@@ -41,7 +41,7 @@ import numpy as np
 import pyarrow as pa
 
 from desilab.errors import DesilabError, FormatError, InputError
-from desilab.store.base import FileOutcome, FileRecord
+from desilab.store.base import FileOutcome, FileRecord, prepare_tables
 from desilab.store.schema import FASTSPEC, FASTSPEC_LINES, TABLES, StoreTable
 
 if TYPE_CHECKING:
@@ -442,7 +442,8 @@ def read_product(path: str | Path, known: frozenset[str] | set[str] = frozenset(
         if loader is None:
             reason = _NOT_STORED.get(product, "no store table for this product")
             return _Read(str(p), explicit, "skipped", sha, size, product, message=f"not stored: {reason}")
-        tables = loader(p, product)
+        # conformed and sorted here, in the reader process, so that the writer only inserts
+        tables = prepare_tables(loader(p, product), file=str(p))
         return _Read(str(p), explicit, "read", sha, size, product, tables, time.perf_counter() - t0)
     except DesilabError as exc:
         return _Read(str(p), explicit, "failed", message=str(exc))

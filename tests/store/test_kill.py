@@ -64,18 +64,24 @@ def test_sigkill_at_random_points_leaves_a_consistent_store(store_url: str, kill
     kills = 0
     attempts = 0
     done_before = 0
+    per_file = 0.25  # seconds one file takes, updated from what the child reports
     while kills < 5 and attempts < 12:
         attempts += 1
         proc = _start(store_url, kill_tree)
         assert proc.stdout is not None
         line = proc.stdout.readline()
         assert line.startswith("ready"), line
-        # wait for a random number of committed files, then a random fraction of one more
+        # wait for a random number of committed files, then a random fraction of the time
+        # one file takes: the kill lands while the next file is read or written, however
+        # fast the machine (a fixed delay let a fast ingest finish before every kill)
         wait_files = int(rng.integers(0, max(1, NFILES - done_before) // 2 + 1))
+        t_last = time.perf_counter()
         for _ in range(wait_files):
             if not proc.stdout.readline().startswith("done"):
                 break
-        time.sleep(float(rng.uniform(0.0, 0.25)))
+            now = time.perf_counter()
+            per_file, t_last = now - t_last, now
+        time.sleep(float(rng.uniform(0.0, per_file)))
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             kills += 1

@@ -200,3 +200,36 @@ def test_missing_store_is_a_clear_error(tmp_path: Path):
     with pytest.raises(StoreError) as e:
         connect(f"duckdb:///{tmp_path / 'nope.duckdb'}", create=False)
     assert "desilab ingest" in str(e.value)
+
+
+def test_ingest_sorts_by_hpx14_and_keeps_every_value_with_its_row(store):
+    # 150k rows: large enough for the threaded column permutation of conform(); the
+    # columns the input lacks are not shipped to the database and must read as NULL
+    n = 150_000
+    rng = np.random.default_rng(8)
+    ra, dec = P.sky(rng, n)
+    z = rng.uniform(0, 3, n)
+    t = pa.table(
+        {
+            "TARGETID": np.arange(n) * 7 + 11,
+            "SURVEY": pa.array(rng.choice(["main", "sv1", "sv3"], n)),
+            "PROGRAM": ["dark"] * n,
+            "TARGET_RA": ra,
+            "TARGET_DEC": dec,
+            "Z": z,
+            "FLUX_G": rng.uniform(0, 100, n).astype(np.float32),
+        }
+    )
+    assert store.ingest_table("zcatalog", t) == n
+    back = store.query("SELECT targetid, survey, z, flux_g, hpx14, _row, spectype, zwarn FROM zcatalog ORDER BY _row")
+    assert back.column("targetid").to_pylist() == t.column("TARGETID").to_pylist()
+    assert back.column("survey").to_pylist() == t.column("SURVEY").to_pylist()
+    assert np.array_equal(back.column("z").to_numpy(), z)
+    assert np.array_equal(back.column("flux_g").to_numpy(), t.column("FLUX_G").to_numpy())
+    assert back.column("spectype").null_count == n and back.column("zwarn").null_count == n
+    from desilab.sky.hpxrange import sky_index
+
+    assert np.array_equal(back.column("hpx14").to_numpy(), sky_index(ra, dec))
+    # physical order (DuckDB) / insertion order (PostgreSQL, before any CLUSTER) is hpx14 order
+    phys = store.query("SELECT hpx14 FROM zcatalog").column(0).to_numpy()
+    assert np.all(np.diff(phys) >= 0)
