@@ -29,16 +29,22 @@ COLUMN_DOCS: dict[str, tuple[str, str]] = {
     "Z": ("", "redshift used to de-redshift (catalog Z)"),
     "SNR": ("", "median S/N per rest-frame pixel over the weighted pixels"),
     "NPIX_USED": ("", "rest-frame pixels entering the likelihood"),
-    "CHI2_PIX": ("", "reconstruction chi2 per used pixel incl. the learned model-error term; HIGHER = MORE ANOMALOUS"),
-    "CHI2_PEAK": ("", "largest standardised local chi2 excess (windows 1, 9, 49 px); HIGHER = MORE ANOMALOUS"),
+    "CHI2_PIX": ("", "reconstruction chi2 per used pixel incl. the model-error term; HIGHER = MORE ANOMALOUS"),
+    "SCAN": (
+        "",
+        "matched-filter scan: max over box widths 1-243 px (and 1-3 px on the high-pass residual) and positions of"
+        " abs(sum r)/sqrt(N), normalised per position and width on the training spectra; HIGHER = MORE ANOMALOUS",
+    ),
+    "SCAN_KIND": ("", "which scan gives SCAN: box1 ... box243 (residual/total sigma), hp1, hp3 (high-pass/noise)"),
     "ELBO": ("", "evidence lower bound per used pixel [nats]; HIGHER = MORE NORMAL"),
     "IFOREST": ("", "Isolation Forest score_samples on the latent means; HIGHER = MORE NORMAL"),
     "ENSEMBLE": (
         "",
-        "mean of the four components as robust z-scores in the anomalous direction; HIGHER = MORE ANOMALOUS",
+        "max of CHI2_PIX, SCAN, -ELBO, -IFOREST, each scaled so that the training median is 0 and its 99th"
+        " percentile 1; HIGHER = MORE ANOMALOUS",
     ),
     "P_CHI2_PIX": ("", "conformal p-value of CHI2_PIX in its S/N x redshift bin; SMALL = ANOMALOUS"),
-    "P_CHI2_PEAK": ("", "conformal p-value of CHI2_PEAK; SMALL = ANOMALOUS"),
+    "P_SCAN": ("", "conformal p-value of SCAN; SMALL = ANOMALOUS"),
     "P_ELBO": ("", "conformal p-value of -ELBO; SMALL = ANOMALOUS"),
     "P_IFOREST": ("", "conformal p-value of -IFOREST; SMALL = ANOMALOUS"),
     "P_ENSEMBLE": ("", "conformal p-value of ENSEMBLE from its own calibration; SMALL = ANOMALOUS"),

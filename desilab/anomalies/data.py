@@ -20,7 +20,7 @@ from desilab.anomalies.cache import SpectrumCache
 from desilab.anomalies.preprocess import Preprocessed, preprocess
 from desilab.errors import InputError
 
-__all__ = ["build_cache", "find_coadds", "preprocess_coadd", "sample_sky_labels"]
+__all__ = ["build_cache", "files_from_store", "find_coadds", "preprocess_coadd", "sample_sky_labels"]
 
 
 def find_coadds(folder: str | os.PathLike[str]) -> list[Path]:
@@ -34,21 +34,25 @@ def find_coadds(folder: str | os.PathLike[str]) -> list[Path]:
     return files
 
 
-def preprocess_coadd(path: str | os.PathLike[str], z: np.ndarray | None = None, **kwargs: Any) -> Preprocessed:
-    """Read one coadd (with its redrock file) and preprocess every spectrum in it.
+def preprocess_coadd(
+    path: str | os.PathLike[str], z: np.ndarray | None = None, *, rows: np.ndarray | None = None, **kwargs: Any
+) -> Preprocessed:
+    """Read one coadd (with its redrock file) and preprocess every spectrum in it (or *rows*).
 
     Parameters
     ----------
     path
         Coadd FITS file.
     z
-        Redshifts per row; default: ``Z`` of the redrock file next to the coadd.
+        Redshifts per (read) row; default: ``Z`` of the redrock file next to the coadd.
+    rows
+        Read only these rows (FIBERMAP/image row numbers, e.g. from the store's spectra index).
     **kwargs
         Passed to :func:`~desilab.anomalies.preprocess.preprocess`.
     """
     from desilab.io.coadd import read_coadd
 
-    sp = read_coadd(path, resolution=False, redrock="auto" if z is None else False)
+    sp = read_coadd(path, rows=rows, resolution=False, redrock="auto" if z is None else False)
     c = sp.combined()
     band = c.bands[0]
     tid = np.asarray(sp.fibermap.column("TARGETID").to_numpy(), dtype=np.int64)
@@ -59,24 +63,88 @@ def preprocess_coadd(path: str | os.PathLike[str], z: np.ndarray | None = None, 
     return preprocess(c.wave[band], c.flux[band], c.ivar[band], z, mask=c.mask[band], targetid=tid, **kwargs)
 
 
-def _shard(path: str) -> Preprocessed:
-    return preprocess_coadd(path)
+def _shard(item: tuple[str, np.ndarray | None]) -> Preprocessed:
+    path, rows = item
+    return preprocess_coadd(path, rows=rows)
 
 
-def build_cache(files: list[Path], cache_dir: str | os.PathLike[str], executor: Any = None) -> SpectrumCache:
-    """Preprocess *files* (one shard each, deterministic: no random draws) into a new cache; duplicates dropped."""
+def build_cache(
+    files: list[Path] | list[tuple[str, np.ndarray | None]],
+    cache_dir: str | os.PathLike[str],
+    executor: Any = None,
+    *,
+    group: int | None = None,
+    progress: Any = None,
+) -> SpectrumCache:
+    """Preprocess *files* (one shard each) into the cache at *cache_dir*, in bounded memory.
+
+    Files are mapped in groups of *group* (default: 2 × the executor's workers), and each
+    group's shards are written before the next group is read, so at most one group of
+    preprocessed files is in memory (never the whole set). Deterministic (no random
+    draws; results in file order). Resumable: every shard records its source file, and a
+    cache that already holds some of *files* (an interrupted build) continues with the
+    others (a cache is meant for one selection: do not change the rows between runs).
+    One spectrum per object: a TARGETID already in the cache is dropped.
+
+    Parameters
+    ----------
+    files
+        Coadd files (with their redrock files next to them), or (file, rows) pairs to read
+        only those rows (:func:`files_from_store`).
+    cache_dir
+        Cache folder (created when missing).
+    executor
+        A :mod:`desilab.compute` executor (default serial).
+    group
+        Files per mapped group.
+    progress
+        Called with (files done, files total).
+    """
     from desilab.compute import SerialExecutor
 
     ex = executor or SerialExecutor()
-    parts = ex.map(_shard, [str(f) for f in files], ids=list(range(len(files))), desc="preprocess spectra")
+    items: dict[str, np.ndarray | None] = {}
+    for f in files:  # each file once, first place kept
+        path, rows = (str(f[0]), f[1]) if isinstance(f, tuple) else (str(f), None)
+        items.setdefault(path, None if rows is None else np.asarray(rows, dtype=np.int64))
     cache = SpectrumCache(cache_dir, create=True)
-    seen: set[int] = set()
-    for p in parts:
-        keep = np.array([t not in seen for t in p.targetid.tolist()], dtype=bool)
-        seen.update(p.targetid.tolist())
-        if keep.any():
-            cache.append(p.subset(keep))
+    done = {s for s in cache.sources if s is not None}
+    pos = {f: j for j, f in enumerate(items)}
+    todo = [f for f in items if f not in done]
+    # one Python int per cached object (~60 B): 100 MB at 1.6M objects, a bounded cost of dedup
+    seen: set[int] = set(cache.column("targetid").tolist())
+    g = group or max(1, 2 * int(getattr(ex, "workers", 1) or 1))
+    n_done = len(items) - len(todo)
+    for i in range(0, len(todo), g):
+        chunk = todo[i : i + g]
+        parts = ex.map(_shard, [(f, items[f]) for f in chunk], ids=[pos[f] for f in chunk], desc="preprocess spectra")
+        for f, p in zip(chunk, parts, strict=True):
+            keep = np.array([t not in seen for t in p.targetid.tolist()], dtype=bool)
+            seen.update(p.targetid.tolist())
+            # a shard is written even when empty, so the file counts as done on resume
+            cache.append(p.subset(keep), source=f, save_manifest=False)
+        cache.save_manifest()  # once per group: the group's shards become visible together
+        n_done += len(chunk)
+        if progress is not None:
+            progress(n_done, len(items))
     return cache
+
+
+def files_from_store(store: Any, where: str | None = None) -> list[tuple[str, np.ndarray]]:
+    """(coadd file, rows) of the spectra the store's ``spectra_index`` lists (one per TARGETID).
+
+    Parameters
+    ----------
+    store
+        An open store.
+    where
+        Optional SQL condition on ``spectra_index`` columns (alias ``s``), e.g.
+        ``"s.targetid IN (SELECT targetid FROM quasars)"``.
+    """
+    from desilab.anomalies.lookup import locate_in_store
+
+    loc = locate_in_store(store, None, where=where)
+    return [(f, rows) for f, (rows, _t) in loc.by_file().items()]
 
 
 def sample_sky_labels(folder: str | os.PathLike[str]) -> pa.Table | None:

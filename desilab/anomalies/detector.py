@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,42 +28,213 @@ from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.ensemble import IsolationForest
 from sklearn.utils.validation import check_is_fitted
 
-from desilab.anomalies.model import SpectrumVAE, gaussian_terms, kl_divergence
+from desilab.anomalies.model import SpectrumVAE, kl_divergence
 from desilab.anomalies.preprocess import Preprocessed
-from desilab.anomalies.score import BinnedConformal, robust_standardiser
+from desilab.anomalies.score import BinnedConformal
 from desilab.anomalies.train import TrainConfig, pick_device, train_vae
 from desilab.errors import FormatError, InputError
 
-__all__ = ["COMPONENTS", "SCAN_WINDOWS", "Scores", "VAEAnomalyDetector", "as_arrays", "scan_statistic"]
+__all__ = [
+    "COMPONENTS",
+    "ENSEMBLE_MEMBERS",
+    "HIGHPASS_WIDTHS",
+    "SCAN_LABELS",
+    "SCAN_WIDTHS",
+    "Scores",
+    "VAEAnomalyDetector",
+    "all_scans",
+    "as_arrays",
+    "highpass_residual",
+    "residual_scan",
+    "tail_standardiser",
+]
 
-COMPONENTS = ("CHI2_PIX", "CHI2_PEAK", "ELBO", "IFOREST", "ENSEMBLE")
-_SIGN = {"CHI2_PIX": 1.0, "CHI2_PEAK": 1.0, "ELBO": -1.0, "IFOREST": -1.0}  # × sign = "higher = more anomalous"
-SCAN_WINDOWS = (1, 9, 49)
-"""Window widths [rest pixels] of the χ² scan statistic ``CHI2_PEAK``."""
+COMPONENTS = ("CHI2_PIX", "SCAN", "ELBO", "IFOREST", "ENSEMBLE")
+_SIGN = {"CHI2_PIX": 1.0, "SCAN": 1.0, "ELBO": -1.0, "IFOREST": -1.0}  # × sign = "higher = more anomalous"
+ENSEMBLE_MEMBERS = ("CHI2_PIX", "SCAN", "ELBO", "IFOREST")
+"""Components whose tail-standardised maximum is the ENSEMBLE score."""
+SCAN_WIDTHS = (1, 3, 9, 27, 81, 243)
+"""Box widths [rest pixels, 173 km/s each] of the matched-filter scan ``SCAN``: a hot pixel
+(1), an 8600 Å artefact or dead column (1–9), a shifted or split line core (9–27), a BAL
+trough 2,000–20,000 km/s (12–115), a vanished broad line or stellar light (81–243)."""
 
 
-def scan_statistic(r2: torch.Tensor, used: torch.Tensor, windows: tuple[int, ...] = SCAN_WINDOWS) -> torch.Tensor:
-    """Largest standardised local χ² excess: max over windows and positions of (Σr² − N)/√(2N).
+HIGHPASS_WIDTHS = (1, 3)
+"""Box widths [pixels] scanned on the high-pass residual in noise units (narrow artefacts)."""
+HIGHPASS_HALF = 6
+"""Half-width [pixels] of the side band whose mean the high-pass residual subtracts."""
+SCAN_LABELS = tuple(f"box{w}" for w in SCAN_WIDTHS) + tuple(f"hp{w}" for w in HIGHPASS_WIDTHS)
+"""Names of the scan statistics, in the order of ``Scores.scan_kind`` indices."""
+SCAN_QUANTILE = 0.98
+"""Quantile of the training spectra's |box statistic| that normalises each scan position."""
+SCAN_FIT_MAX = 3000
+"""Most training spectra used to set the scan normalisation."""
 
-    ``N`` is the number of used pixels in the window (windows less than half used are
-    skipped). A χ²/pixel averages a few bad pixels away among ~2000; this statistic keeps
-    a hot pixel (w = 1), a narrow feature (9 pixels ≈ 1500 km/s) or a trough (49 ≈ 8500 km/s)
-    visible.
+
+def _scan_stride(width: int) -> int:
+    return max(1, width // 3)
+
+
+CROP_ALIGN = math.lcm(*(_scan_stride(w) for w in SCAN_WIDTHS + HIGHPASS_WIDTHS))
+"""Crops of the grid start at multiples of this (every scan stride divides it)."""
+
+
+def _cumsum0(x: torch.Tensor) -> torch.Tensor:
+    """(n, L) → (n, L + 1) cumulative sums with a leading 0."""
+    return torch.nn.functional.pad(torch.cumsum(x, dim=1), (1, 0))
+
+
+def _edge_padded(c: torch.Tensor, half: int) -> torch.Tensor:
+    """A :func:`_cumsum0` array extended by *half* copies of its end values on each side."""
+    return torch.cat([c[:, :1].expand(-1, half), c, c[:, -1:].expand(-1, half)], dim=1)
+
+
+def _window_sums(cp: torch.Tensor, a: int, half: int) -> torch.Tensor:
+    """Sums over [j − a, j + a] (clipped to the array), a ≤ half, from an :func:`_edge_padded` array."""
+    length = cp.shape[1] - 1 - 2 * half
+    return cp[:, half + a + 1 : half + a + 1 + length] - cp[:, half - a : half - a + length]
+
+
+def _box(c: torch.Tensor, w: int, st: int) -> torch.Tensor:
+    """Box sums of width *w* at starts 0, st, 2 st, … from a :func:`_cumsum0` array."""
+    npix = c.shape[1] - 1
+    return c[:, w : npix + 1 : st] - c[:, 0 : npix - w + 1 : st]
+
+
+def residual_scan(
+    r: torch.Tensor,
+    used: torch.Tensor,
+    widths: tuple[int, ...] = SCAN_WIDTHS,
+    inv_sigma: list[torch.Tensor] | None = None,
+    reduce: bool = True,
+    offset: int = 0,
+    _cache: dict[Any, torch.Tensor] | None = None,
+) -> torch.Tensor | list[torch.Tensor]:
+    """Matched-filter scan of normalised residuals: boxes of several widths at every position.
+
+    For width ``w`` and start pixel ``j``, ``S_w(j) = Σ r_k / √N`` over the ``N`` used pixels
+    of the box (boxes less than half used are skipped), multiplied by ``inv_sigma[w](j)``,
+    the inverse of the training spectra's 98th percentile of ``|S_w(j)|`` (residuals of
+    neighbouring pixels are correlated where the model is imperfect — line cores — so a
+    pure-noise normalisation would let those regions dominate every wide box). Both signs
+    count: troughs, vanished lines and dead columns are negative, hot pixels and artefacts
+    positive. A global χ²/pixel dilutes a 20-pixel trough among ~2000 pixels; this keeps it
+    visible. Starts are every ``max(1, w // 3)`` pixels (a box-shaped feature keeps ≥ 5/6 of
+    its matched-filter signal; the wide widths cost a fraction of the narrow ones).
+
+    Parameters
+    ----------
+    r
+        (n, npix) residual / σ, 0 where unused.
+    used
+        (n, npix) 1 where the pixel enters the likelihood, else 0 (same dtype as *r*).
+    widths
+        Box widths [pixels].
+    inv_sigma
+        Per width, (n_positions of the full grid,) weights (None = 1).
+    reduce
+        Return the (n, len(widths)) maximum of ``|S_w|`` over positions; otherwise the
+        list of (n, n_positions) signed statistics (0 where skipped).
+    offset
+        Grid pixel of ``r[:, 0]`` when *r* is a crop of the grid (a multiple of every stride),
+        used to pick the matching *inv_sigma* entries.
+
+    Returns
+    -------
+    torch.Tensor or list of torch.Tensor
     """
-    zero = torch.zeros((r2.shape[0], 1), dtype=r2.dtype, device=r2.device)
-    cs = torch.cat([zero, torch.cumsum(r2, dim=1)], dim=1)
-    cn = torch.cat([zero, torch.cumsum(used, dim=1)], dim=1)
-    best = torch.full((r2.shape[0],), -1e30, dtype=r2.dtype, device=r2.device)
-    for w in windows:
-        if w > r2.shape[1]:
-            continue
-        s = cs[:, w:] - cs[:, :-w]
-        n = cn[:, w:] - cn[:, :-w]
-        stat = torch.where(
-            n >= max(1.0, w / 2), (s - n) / torch.sqrt(2.0 * n.clamp(min=1.0)), torch.full_like(s, -1e30)
-        )
-        best = torch.maximum(best, stat.max(dim=1).values)
-    return best
+    cache = {} if _cache is None else _cache  # counts and 1/√N factors, shared between scans of one batch
+    if "cn" not in cache:
+        cache["cn"] = _cumsum0(used)
+    cs = _cumsum0(r) if any(w > 1 for w in widths) else r
+    out = []
+    for k, w in enumerate(widths):
+        st = _scan_stride(w)
+        if w == 1:
+            stat = r  # one used pixel per box, 0 where unused
+        else:
+            if w not in cache:
+                n = _box(cache["cn"], w, st)
+                cache[w] = torch.rsqrt(n.clamp(min=1.0)) * (n >= w / 2)
+            stat = _box(cs, w, st) * cache[w]
+        if inv_sigma is not None:
+            stat = stat * inv_sigma[k][offset // st : offset // st + stat.shape[1]]
+        out.append(torch.maximum(stat.amax(dim=1), -stat.amin(dim=1)) if reduce else stat)
+    return torch.stack(out, dim=1) if reduce else out
+
+
+def highpass_residual(
+    resid: torch.Tensor,
+    used: torch.Tensor,
+    ivar: torch.Tensor,
+    half: int = HIGHPASS_HALF,
+    cn: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Residual minus the mean of its side band, in units of the *noise* alone.
+
+    For pixel j the side band is [j − half, j + half] without [j − 1, j + 1]. The smooth part
+    of a reconstruction error (what the model-error term absorbs) cancels, so a 1–3 pixel
+    spike — a cosmic ray, a sky residual, the 8600 Å artefact — is measured against the
+    photon noise only, at any S/N, instead of against noise + model error.
+
+    Parameters
+    ----------
+    resid
+        (n, npix) flux − reconstruction.
+    used
+        (n, npix) 1 where used, else 0.
+    ivar
+        (n, npix) inverse noise variance.
+    half
+        Half-width of the side band [pixels].
+    cn
+        ``_cumsum0(used)`` when already computed.
+
+    Returns
+    -------
+    torch.Tensor
+        (n, npix) high-pass residual × √ivar, 0 where unused or the side band has < 4 pixels.
+    """
+    cr = _edge_padded(_cumsum0(resid * used), half)
+    cn = _edge_padded(_cumsum0(used) if cn is None else cn, half)
+    side_n = _window_sums(cn, half, half) - _window_sums(cn, 1, half)
+    side_mean = (_window_sums(cr, half, half) - _window_sums(cr, 1, half)) / side_n.clamp(min=1.0)
+    return (resid - side_mean) * torch.sqrt(ivar) * ((side_n >= 4) * used)
+
+
+def all_scans(
+    r: torch.Tensor,
+    used: torch.Tensor,
+    r_hp: torch.Tensor,
+    inv_sigma: list[torch.Tensor] | None = None,
+    reduce: bool = True,
+    offset: int = 0,
+    cn: torch.Tensor | None = None,
+) -> torch.Tensor | list[torch.Tensor]:
+    """Box scans of *r* at :data:`SCAN_WIDTHS` and of the high-pass *r_hp* at :data:`HIGHPASS_WIDTHS`."""
+    nb = len(SCAN_WIDTHS)
+    cache: dict[Any, torch.Tensor] = {} if cn is None else {"cn": cn}
+    a = residual_scan(r, used, SCAN_WIDTHS, None if inv_sigma is None else inv_sigma[:nb], reduce, offset, cache)
+    b = residual_scan(r_hp, used, HIGHPASS_WIDTHS, None if inv_sigma is None else inv_sigma[nb:], reduce, offset, cache)
+    if reduce:
+        assert isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)
+        return torch.cat([a, b], dim=1)
+    assert isinstance(a, list) and isinstance(b, list)
+    return a + b
+
+
+def tail_standardiser(x: np.ndarray, q: float = 0.99) -> tuple[float, float]:
+    """Median of *x* and the distance from it to the *q* quantile (finite values; floored at 1e-12).
+
+    ``(x - median) / spread`` puts the training set's 99th percentile at 1 for every score,
+    so the maximum over components compares them where detection happens — in the tail
+    (a median/MAD scaling would compare them in the core, and a heavy-tailed component
+    would dominate the maximum).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    med = float(np.median(x))
+    return med, max(float(np.quantile(x, q)) - med, 1e-12)
 
 
 def as_arrays(X: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -79,12 +252,13 @@ class Scores:
     """Per-spectrum scores (see :mod:`desilab.anomalies.score` for signs)."""
 
     chi2_pix: np.ndarray
-    chi2_peak: np.ndarray
+    scan: np.ndarray
     elbo: np.ndarray
     iforest: np.ndarray
     ensemble: np.ndarray
     latent: np.ndarray
     npix_used: np.ndarray
+    scan_kind: np.ndarray | None = None
     resid2: np.ndarray | None = None
     recon: np.ndarray | None = None
 
@@ -92,7 +266,7 @@ class Scores:
         """Score *name* of :data:`COMPONENTS`."""
         return {
             "CHI2_PIX": self.chi2_pix,
-            "CHI2_PEAK": self.chi2_peak,
+            "SCAN": self.scan,
             "ELBO": self.elbo,
             "IFOREST": self.iforest,
             "ENSEMBLE": self.ensemble,
@@ -172,14 +346,16 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
         )
 
     def fit(self, X: Any, y: Any = None, progress: Any = None) -> VAEAnomalyDetector:
-        """Train the VAE on normal spectra, then the latent Isolation Forest and the ensemble scaling.
+        """Train the VAE on normal spectra, then the scan weights, the latent Isolation Forest and the ensemble scaling.
+
+        Everything after the VAE is fitted on the same training spectra (never on the
+        calibration set, which must stay exchangeable with the spectra scored later).
 
         Returns
         -------
         self
         """
         flux, ivar = as_arrays(X)
-        n = flux.shape[0]
         pre = X if isinstance(X, Preprocessed) else _wrap(flux, ivar)
         res = train_vae(pre, self._config(), checkpoint=self.checkpoint, progress=progress)
         self.model_ = res.model.cpu()
@@ -188,78 +364,228 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
         self.train_device_ = res.device
         self.n_features_in_ = flux.shape[1]
         valid = np.asarray(pre.valid, dtype=bool)
-        lat, chi2, peak, elbo, _npx, _, _ = self._vae_scores(flux[valid], ivar[valid])
-        self.iforest_ = IsolationForest(n_estimators=self.n_estimators, random_state=self.random_state)
-        self.iforest_.fit(lat)
-        ifs = self.iforest_.score_samples(lat)
-        comps = {"CHI2_PIX": chi2, "CHI2_PEAK": peak, "ELBO": elbo, "IFOREST": ifs}
-        self.standardise_ = {k: robust_standardiser(_SIGN[k] * v) for k, v in comps.items()}
-        ens = self._ensemble(comps)
-        self.offset_ = float(np.quantile(-ens, self.contamination))
+        self._fit_scores(flux[valid], ivar[valid])
         self.n_train_ = int(valid.sum())
-        del n
         return self
 
-    def _ensemble(self, comps: dict[str, np.ndarray]) -> np.ndarray:
-        zs = [(_SIGN[k] * comps[k] - self.standardise_[k][0]) / self.standardise_[k][1] for k in _SIGN]
-        return np.mean(zs, axis=0)
+    def _fit_scores(self, flux: np.ndarray, ivar: np.ndarray) -> None:
+        """Model-error term, scan weights, Isolation Forest and standardisation from (normal) training spectra."""
+        self._fit_model_error(flux, ivar)
+        self.scan_inv_sigma_ = self._scan_weights(flux, ivar)
+        raw = self._vae_scores(flux, ivar)
+        self.scan_standardise_ = np.array([tail_standardiser(raw["scan_w"][:, k]) for k in range(len(SCAN_LABELS))])
+        lat = raw["latent"]
+        self.iforest_ = IsolationForest(n_estimators=self.n_estimators, random_state=self.random_state)
+        self.iforest_.fit(lat)
+        comps = {
+            "CHI2_PIX": raw["chi2_pix"],
+            "SCAN": self._scan_combine(raw["scan_w"])[0],
+            "ELBO": raw["elbo"],
+            "IFOREST": self.iforest_.score_samples(lat),
+        }
+        self.standardise_ = {k: tail_standardiser(_SIGN[k] * comps[k]) for k in ENSEMBLE_MEMBERS}
+        ens = self._ensemble(comps)
+        self.offset_ = float(np.quantile(-ens, self.contamination))
 
-    @torch.no_grad()
-    def _vae_scores(
-        self, flux: np.ndarray, ivar: np.ndarray, batch: int = 512, keep_resid: bool = False
-    ) -> tuple[np.ndarray, ...]:
-        torch.set_num_threads(self.threads)
-        dev = pick_device(self.device) if self.device != "auto" else torch.device("cpu")
-        if self.device == "auto" and torch.cuda.is_available():
-            dev = torch.device("cuda")
-        model = self.model_.to(dev)
-        model.eval()
-        sig = model.model_sigma()
-        lats, chis, peaks, elbos, npxs, r2s, recs = [], [], [], [], [], [], []
+    @torch.inference_mode()
+    def _fit_model_error(self, flux: np.ndarray, ivar: np.ndarray, batch: int = 512) -> None:
+        """Per pixel, the model-error amplitude s_j that makes the mean χ² of the training spectra 1.
+
+        Solves ``mean_i (f_ij − recon_ij)² / (1/ivar_ij + s_j²) = 1`` over the training spectra
+        covering pixel j (mean-latent reconstructions, as scoring uses), by bisection in
+        log s_j on [sigma_floor, 10]; pixels already at χ² ≤ 1 with the floor keep the floor,
+        pixels covered by fewer than 20 spectra take the median amplitude. This is the
+        "model-error floor" of the likelihood, measured rather than guessed.
+        """
+        step = max(1, flux.shape[0] // SCAN_FIT_MAX)
+        flux, ivar = flux[::step], ivar[::step]
+        floor = float(self.model_.sigma_floor)
+        res2, var = [], []
         for i in range(0, flux.shape[0], batch):
-            f = torch.from_numpy(np.ascontiguousarray(flux[i : i + batch])).to(dev)
-            iv = torch.from_numpy(np.ascontiguousarray(ivar[i : i + batch])).to(dev)
-            with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
-                recon, mu, logvar = model(f, iv, sample=False)
-            recon, mu, logvar = recon.float(), mu.float(), logvar.float()
-            chi2, loglik, npx = gaussian_terms(f, iv, recon, sig)
+            f = torch.from_numpy(np.ascontiguousarray(flux[i : i + batch], dtype=np.float32))
+            iv = torch.from_numpy(np.ascontiguousarray(ivar[i : i + batch], dtype=np.float32))
+            recon, _, _ = self.model_.cpu()(f, iv, sample=False)
+            used = iv > 0
+            res2.append(torch.where(used, (f - recon) ** 2, torch.nan))
+            var.append(torch.where(used, 1.0 / torch.where(used, iv, torch.ones_like(iv)), torch.nan))
+        r2, v = torch.cat(res2).double(), torch.cat(var).double()
+        cnt = torch.isfinite(r2).sum(dim=0)
+
+        def mean_chi2(s: torch.Tensor) -> torch.Tensor:
+            return torch.nanmean(r2 / (v + s[None, :] ** 2), dim=0)
+
+        lo = torch.full((r2.shape[1],), np.log(floor), dtype=torch.float64)
+        hi = torch.full_like(lo, np.log(10.0))
+        for _ in range(40):
+            mid = 0.5 * (lo + hi)
+            above = mean_chi2(torch.exp(mid)) > 1.0
+            lo = torch.where(above, mid, lo)
+            hi = torch.where(above, hi, mid)
+        s = torch.exp(hi)
+        s = torch.where(mean_chi2(torch.full_like(s, floor)) <= 1.0, torch.full_like(s, floor), s)
+        ok = cnt >= 20
+        s = torch.where(ok, s, torch.median(s[ok]) if ok.any() else torch.full_like(s, floor))
+        # model_sigma() = exp(sigma_log) + floor
+        self.model_.sigma_log.copy_(torch.log((s - floor).clamp(min=1e-6)).float())
+
+    def _scan_weights(self, flux: np.ndarray, ivar: np.ndarray, batch: int = 256) -> list[np.ndarray]:
+        """Per width and position, 1 / the ``SCAN_QUANTILE`` quantile of ``|S_w(j)|`` over training spectra.
+
+        A quantile, not an RMS: next to the Lyα forest mask (1206–1216 Å) or at a narrow
+        line the residuals of *normal* spectra are heavy-tailed, and it is their tail that
+        a maximum over positions meets. At most ``SCAN_FIT_MAX`` training spectra (evenly
+        spaced) are used; positions covered by fewer than 50 take the width's overall quantile.
+        """
+        step = max(1, flux.shape[0] // SCAN_FIT_MAX)
+        flux, ivar = flux[::step], ivar[::step]
+        parts: list[list[np.ndarray]] = [[] for _ in SCAN_LABELS]
+        for i in range(0, flux.shape[0], batch):
+            r, used, r_hp, *_ = self._forward(flux[i : i + batch], ivar[i : i + batch])  # full grid
+            for k, st in enumerate(all_scans(r, used, r_hp, reduce=False)):
+                parts[k].append(st.abs().numpy())
+        torch.set_num_threads(self.threads)
+        out = []
+        for chunks in parts:
+            a = np.concatenate(chunks)
+            a[a == 0] = np.nan  # skipped boxes
+            cnt = np.isfinite(a).sum(axis=0)
+            glob = float(np.nanquantile(a, SCAN_QUANTILE))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN positions
+                qpos = np.nanquantile(a, SCAN_QUANTILE, axis=0)
+            scale = np.where(cnt >= 50, qpos, glob)
+            out.append((1.0 / np.maximum(np.nan_to_num(scale, nan=glob), 1e-6)).astype(np.float32))
+        return out
+
+    def _scan_combine(self, scan_w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """SCAN = max over scans of the tail-standardised per-scan maxima, and the index (SCAN_LABELS) of that scan."""
+        med, spread = self.scan_standardise_[:, 0], self.scan_standardise_[:, 1]
+        z = (scan_w - med[None, :]) / spread[None, :]
+        k = np.argmax(z, axis=1)
+        return z[np.arange(z.shape[0]), k], k.astype(np.int16)
+
+    def _ensemble(self, comps: dict[str, np.ndarray]) -> np.ndarray:
+        """Maximum over :data:`ENSEMBLE_MEMBERS` of the tail-standardised anomaly scores.
+
+        A maximum, not a mean: an anomaly usually shows in one component (a hot pixel in
+        SCAN, an odd latent in IFOREST); a mean averages it with the components where it
+        does not show. Its p-value comes from its own conformal calibration, like any score.
+        """
+        zs = [(_SIGN[k] * comps[k] - self.standardise_[k][0]) / self.standardise_[k][1] for k in ENSEMBLE_MEMBERS]
+        return np.max(zs, axis=0)
+
+    def _device(self) -> torch.device:
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return pick_device(self.device)
+
+    @torch.inference_mode()
+    def _forward(self, flux: np.ndarray, ivar: np.ndarray, crop: bool = False) -> tuple[Any, ...]:
+        """Reconstruct and form the residuals of one batch.
+
+        Returns r = (f − recon)/σ_tot (0 where unused), the used mask, the high-pass residual
+        (:func:`highpass_residual`), ivar_tot, recon, mu, logvar and the first grid pixel of
+        the per-pixel arrays. With *crop* those arrays are cut to the columns the batch's
+        spectra cover (plus the widest box, aligned to :data:`CROP_ALIGN`): a spectrum covers
+        ~1850 of the 4000 rest pixels, and the rest of the row is zeros that every scan would
+        otherwise sweep.
+        """
+        dev = self._device()
+        model = self.model_
+        if next(model.parameters()).device != dev:
+            model.to(dev)
+        model.eval()
+        f = torch.from_numpy(np.ascontiguousarray(flux, dtype=np.float32)).to(dev)
+        iv = torch.from_numpy(np.ascontiguousarray(ivar, dtype=np.float32)).to(dev)
+        torch.set_num_threads(self.threads)
+        with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+            recon, mu, logvar = model(f, iv, sample=False)
+        # The element-wise residual and scan work below runs on one thread: it is memory-bound
+        # (little to gain from a second thread) and made of ~100 short parallel regions, each
+        # of which waits for the slowest thread — on a shared 2-core machine (load 5) two
+        # threads scored 198 spectra/s and one thread 1169/s (bench/anomalies.py).
+        torch.set_num_threads(1)
+        recon, mu, logvar = recon.float(), mu.float(), logvar.float()
+        s2 = model.model_sigma() ** 2
+        c0 = 0
+        if crop:
+            cols = np.flatnonzero((ivar > 0).any(axis=0))
+            if cols.size:
+                c0 = max(0, (int(cols[0]) - max(SCAN_WIDTHS)) // CROP_ALIGN * CROP_ALIGN)
+                c1 = int(cols[-1]) + 1
+                f, iv, recon, s2 = f[:, c0:c1], iv[:, c0:c1], recon[:, c0:c1], s2[c0:c1]
+        # 1/(1/ivar + s²) written so that ivar = 0 gives 0 without a division by zero
+        ivt = iv / (1.0 + iv * s2)
+        resid = f - recon
+        r = resid * torch.sqrt(ivt)
+        used = (iv > 0).to(r.dtype)
+        cn = _cumsum0(used)
+        r_hp = highpass_residual(resid, used, iv, cn=cn)
+        return r, used, r_hp, ivt, recon, mu, logvar, c0, cn
+
+    @torch.inference_mode()
+    def _vae_scores(self, flux: np.ndarray, ivar: np.ndarray, batch: int = 256, keep_resid: bool = False) -> dict:
+        """Raw per-spectrum quantities in batches: latent, χ²/pixel, ELBO/pixel, per-scan maxima.
+
+        Spectra are taken in order of their first used pixel (≈ redshift) so that each batch
+        can be cropped to a narrow band of the grid (:meth:`_forward`); results come back
+        in the input order.
+        """
+        torch.set_num_threads(self.threads)
+        inv_sig = [torch.from_numpy(a) for a in self.scan_inv_sigma_] if hasattr(self, "scan_inv_sigma_") else None
+        n = flux.shape[0]
+        npix = flux.shape[1]
+        first = np.where((ivar > 0).any(axis=1), np.argmax(ivar > 0, axis=1), npix)
+        order = np.argsort(first, kind="stable")
+        out: dict[str, Any] = {
+            "latent": np.zeros((n, self.model_.latent_dim), np.float32),
+            "chi2_pix": np.zeros(n),
+            "elbo": np.zeros(n),
+            "npix": np.zeros(n, np.float32),
+            "scan_w": np.zeros((n, len(SCAN_LABELS))),
+            "resid2": np.zeros((n, npix), np.float32) if keep_resid else None,
+            "recon": np.zeros((n, npix), np.float32) if keep_resid else None,
+        }
+        log2pi = float(np.log(2 * np.pi))
+        for i in range(0, n, batch):
+            rows = order[i : i + batch]
+            r, used, r_hp, ivt, recon, mu, logvar, c0, cn = self._forward(flux[rows], ivar[rows], crop=True)
+            if inv_sig is not None and inv_sig[0].device != r.device:
+                inv_sig = [a.to(r.device) for a in inv_sig]
+            r2 = r * r
+            chi2 = r2.sum(dim=1)
+            npx = used.sum(dim=1)
+            # log-likelihood: −½ Σ_used [r² + log 2π − log ivar_tot]
+            logdet = torch.log(ivt + (1.0 - used)).sum(dim=1)
+            loglik = -0.5 * (chi2 + log2pi * npx - logdet)
             kl = kl_divergence(mu, logvar)
             npx_c = npx.clamp(min=1.0)
-            lats.append(mu.cpu().numpy())
-            chis.append((chi2 / npx_c).cpu().numpy())
-            elbos.append(((loglik - kl) / npx_c).cpu().numpy())
-            npxs.append(npx.cpu().numpy())
-            w = iv > 0
-            var = torch.where(w, 1.0 / torch.where(w, iv, torch.ones_like(iv)), torch.ones_like(iv)) + sig**2
-            r2 = ((f - recon) ** 2 / var) * w
-            peaks.append(scan_statistic(r2.double(), w.double()).cpu().numpy())
+            out["latent"][rows] = mu.cpu().numpy()
+            out["chi2_pix"][rows] = (chi2 / npx_c).cpu().numpy()
+            out["elbo"][rows] = ((loglik - kl) / npx_c).cpu().numpy()
+            out["npix"][rows] = npx.cpu().numpy()
+            out["scan_w"][rows] = all_scans(r, used, r_hp, inv_sigma=inv_sig, offset=c0, cn=cn).cpu().numpy()
             if keep_resid:
-                r2s.append(r2.cpu().numpy())
-                recs.append(recon.cpu().numpy())
-        self.model_.cpu()
-        cat = np.concatenate
-        return (
-            cat(lats),
-            cat(chis).astype(np.float64),
-            cat(peaks).astype(np.float64),
-            cat(elbos).astype(np.float64),
-            cat(npxs),
-            cat(r2s) if keep_resid else None,
-            cat(recs) if keep_resid else None,
-        )
+                out["resid2"][rows, c0 : c0 + r.shape[1]] = r2.cpu().numpy()
+                out["recon"][rows, c0 : c0 + r.shape[1]] = recon.cpu().numpy()
+        torch.set_num_threads(self.threads)
+        return out
 
     def score(self, X: Any, keep_resid: bool = False) -> Scores:
         """Every score component for *X* (named ``score`` after no sklearn method; see :meth:`score_samples`)."""
         check_is_fitted(self, "model_")
         flux, ivar = as_arrays(X)
-        lat, chi2, peak, elbo, npx, r2, rec = self._vae_scores(flux, ivar, keep_resid=keep_resid)
+        raw = self._vae_scores(flux, ivar, keep_resid=keep_resid)
+        lat = raw["latent"]
         ifs = self.iforest_.score_samples(lat)
-        ens = self._ensemble({"CHI2_PIX": chi2, "CHI2_PEAK": peak, "ELBO": elbo, "IFOREST": ifs})
+        scan, width = self._scan_combine(raw["scan_w"])
+        chi2, elbo = raw["chi2_pix"], raw["elbo"]
+        ens = self._ensemble({"CHI2_PIX": chi2, "SCAN": scan, "ELBO": elbo, "IFOREST": ifs})
         # spectra with no usable pixel cannot be scored
-        bad = npx <= 0
-        for a in (chi2, peak, elbo, ifs, ens):
+        bad = raw["npix"] <= 0
+        for a in (chi2, scan, elbo, ifs, ens):
             a[bad] = np.nan
-        return Scores(chi2, peak, elbo, ifs, ens, lat, npx, r2, rec)
+        return Scores(chi2, scan, elbo, ifs, ens, lat, raw["npix"], width, raw["resid2"], raw["recon"])
 
     def score_samples(self, X: Any) -> np.ndarray:
         """Normality score: ``-ENSEMBLE`` (higher = more normal)."""
@@ -301,7 +627,11 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
             torch.save(self.model_.state_dict(), tmp)
         buf = io.BytesIO()
         pickle.dump(self.iforest_, buf)
-        arrays: dict[str, np.ndarray] = {"iforest": np.frombuffer(buf.getvalue(), dtype=np.uint8)}
+        arrays: dict[str, np.ndarray] = {
+            "iforest": np.frombuffer(buf.getvalue(), dtype=np.uint8),
+            "scan_standardise": self.scan_standardise_,
+            **{f"scan_inv_sigma_{k}": v for k, v in enumerate(self.scan_inv_sigma_)},
+        }
         for k, cal in getattr(self, "calibration_", {}).items():
             arrays.update({f"{k}__{kk}": v for kk, v in cal.to_dict().items()})
         with atomic_output(d / "detector.npz") as tmp, open(tmp, "wb") as fh:
@@ -339,7 +669,15 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
         )
         det.model_.load_state_dict(state)
         det.model_.eval()
-        det.iforest_ = pickle.loads(arrays.pop("iforest").tobytes())  # our own file, written by save()
+        try:
+            det.iforest_ = pickle.loads(arrays.pop("iforest").tobytes())  # our own file, written by save()
+            det.scan_standardise_ = arrays.pop("scan_standardise")
+            det.scan_inv_sigma_ = [arrays.pop(f"scan_inv_sigma_{k}") for k in range(len(SCAN_LABELS))]
+        except KeyError as exc:
+            raise FormatError(
+                f"anomaly model lacks {exc}: written by another version of the scores; retrain it",
+                file=str(d / "detector.npz"),
+            ) from exc
         det.standardise_ = {k: tuple(v) for k, v in meta["standardise"].items()}
         det.offset_ = meta["offset"]
         det.n_features_in_ = meta["n_features_in"]

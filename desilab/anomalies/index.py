@@ -2,11 +2,17 @@
 
 Backends (one interface: :meth:`build`, :meth:`query`, :meth:`save`, :meth:`load`):
 
-* ``faiss`` (default) — FAISS ``IndexHNSWFlat`` (M 16, efConstruction 100, efSearch 64),
-  chosen by ``bench/anomalies.py``: with the same graph settings it built fastest, answered
-  with the lowest p50 latency and reached recall@10 ≥ 0.95 against exact search, where
-  hnswlib fell just short (0.948) and usearch was slower; numbers in ``docs/anomalies.md``.
+* ``faiss`` (default) — FAISS ``IndexHNSWFlat``, M 16, efConstruction 100, **efSearch 128**.
+  Chosen by ``bench/anomalies.py`` (1000 held-out queries, recall@10 against
+  ``faiss.IndexFlatL2``, 2 threads). At 1M 128-d vectors: clustered latents 0.996 at p50
+  0.32 ms (0.968 already at efSearch 32); an unclustered power-law Gaussian 0.960 at
+  0.71 ms, where efSearch 64 gives only 0.889; uniform vectors (intrinsic dimension 128)
+  0.165 — no graph index helps there. At 100k, hnswlib, usearch (M 16 / 32) and FAISS
+  IVF-Flat were within noise of it on clustered data, and M 32 / efConstruction 200 cost
+  2–4× the build for recall a larger efSearch buys more cheaply; FAISS M 16 built fastest
+  of the graphs. Numbers in ``docs/anomalies.md``.
 * ``hnswlib`` — the same algorithm through hnswlib.
+* ``usearch`` — the same through usearch (``connectivity`` = M, ``expansion_*`` = ef).
 * ``exact`` — brute-force L2 with NumPy (the reference for recall; fine below ~1e5 vectors).
 * ``milvus`` — a Milvus collection through ``pymilvus`` when a URI is configured; a local
   file path runs Milvus Lite embedded (tested for real).
@@ -26,13 +32,33 @@ from desilab.errors import ConfigError, FormatError, InputError
 
 __all__ = ["BACKENDS", "SimilarityIndex", "exact_knn"]
 
-BACKENDS = ("faiss", "hnswlib", "exact", "milvus")
+BACKENDS = ("faiss", "hnswlib", "usearch", "exact", "milvus")
 
 
-def exact_knn(data: np.ndarray, queries: np.ndarray, k: int, block: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """Exact k nearest neighbours (squared L2), in blocks of queries; returns (rows, distances)."""
+def exact_knn(data: np.ndarray, queries: np.ndarray, k: int, block: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Exact k nearest neighbours (squared L2) by brute force, in blocks of queries.
+
+    Parameters
+    ----------
+    data
+        (n, d) vectors.
+    queries
+        (m, d) or (d,) query vectors.
+    k
+        Neighbours per query (≤ n).
+    block
+        Queries per block; default: as many as keep the (block, n) float64 distance
+        matrix near 128 MB (1M vectors: 16 queries per block).
+
+    Returns
+    -------
+    rows, distances
+        (m, k) row numbers into *data* and squared distances, nearest first.
+    """
     data = np.asarray(data, dtype=np.float32)
     queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
+    if block is None:
+        block = int(np.clip(2**24 // max(data.shape[0], 1), 1, 256))
     dn = (data.astype(np.float64) ** 2).sum(axis=1)
     rows = np.empty((queries.shape[0], k), dtype=np.int64)
     dist = np.empty((queries.shape[0], k))
@@ -70,7 +96,7 @@ class SimilarityIndex:
         *,
         m: int = 16,
         ef_construction: int = 100,
-        ef_search: int = 64,
+        ef_search: int = 128,
         milvus_uri: str | None = None,
         collection: str = "desilab_latents",
         threads: int = 2,
@@ -118,6 +144,12 @@ class SimilarityIndex:
             idx.add(vectors)
             idx.hnsw.efSearch = self.ef_search
             self._index = idx
+        elif self.backend == "usearch":
+            from usearch.index import Index
+
+            idx = Index(ndim=d, metric="l2sq", dtype="f32", connectivity=self.m, expansion_add=self.ef_construction)
+            idx.add(np.arange(n), vectors, threads=self.threads)
+            self._index = idx
         else:
             from pymilvus import MilvusClient
 
@@ -134,21 +166,54 @@ class SimilarityIndex:
             self._index = client
         return self
 
-    def query(self, vectors: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
-        """The *k* nearest TARGETIDs of each query vector and their squared L2 distances."""
+    def query(self, vectors: np.ndarray, k: int = 10, ef_search: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The *k* nearest TARGETIDs of each query vector and their squared L2 distances.
+
+        Parameters
+        ----------
+        vectors
+            (d,) or (m, d) query latents.
+        k
+            Neighbours per query (at most the index size).
+        ef_search
+            Query beam for this call (graph backends); default the index's ``ef_search``.
+            Larger: higher recall, slower (see ``docs/anomalies.md`` for the measured trade-off).
+
+        Returns
+        -------
+        ids, distances
+            (m, k) TARGETIDs and squared L2 distances, nearest first.
+        """
         q = np.atleast_2d(np.ascontiguousarray(vectors, dtype=np.float32))
         n = self.ids.size
         if n == 0:
             raise InputError("the index is empty", parameter="index")
+        if q.shape[1] != self.dim:
+            raise InputError(f"query vectors have {q.shape[1]} dimensions, the index {self.dim}", parameter="vectors")
+        if k < 1:
+            raise InputError(f"k must be >= 1, got {k}", parameter="k")
         k = min(k, n)
+        ef = max(int(ef_search or self.ef_search), k)
         if self.backend == "exact":
             rows, dist = exact_knn(self._data, q, k)
         elif self.backend == "hnswlib":
-            self._index.set_ef(max(self.ef_search, k))
+            self._index.set_ef(ef)
             rows, dist = self._index.knn_query(q, k=k)
         elif self.backend == "faiss":
-            self._index.hnsw.efSearch = max(self.ef_search, k)
-            dist, rows = self._index.search(q, k)
+            import faiss
+
+            self._index.hnsw.efSearch = ef
+            # one query uses one thread; an OpenMP team woken for it on busy cores costs
+            # milliseconds (measured p95 12-36 ms at 2 threads vs < 1 ms at 1)
+            faiss.omp_set_num_threads(1 if q.shape[0] < 4 * self.threads else self.threads)
+            try:
+                dist, rows = self._index.search(q, k)
+            finally:
+                faiss.omp_set_num_threads(self.threads)
+        elif self.backend == "usearch":
+            self._index.expansion_search = ef
+            m = self._index.search(q, k, threads=self.threads)
+            rows, dist = np.atleast_2d(m.keys), np.atleast_2d(m.distances)
         else:
             res = self._index.search(self.collection, data=q.tolist(), limit=k)
             out_ids = np.array([[h["id"] for h in hits] for hits in res], dtype=np.int64)
@@ -179,6 +244,8 @@ class SimilarityIndex:
             import faiss
 
             faiss.write_index(self._index, str(d / "faiss.index"))
+        elif self.backend == "usearch":
+            self._index.save(str(d / "usearch.index"))
         return d
 
     @classmethod
@@ -213,7 +280,12 @@ class SimilarityIndex:
         elif obj.backend == "faiss":
             import faiss
 
+            faiss.omp_set_num_threads(threads)
             obj._index = faiss.read_index(str(d / "faiss.index"))
+        elif obj.backend == "usearch":
+            from usearch.index import Index
+
+            obj._index = Index.restore(str(d / "usearch.index"))
         else:
             from pymilvus import MilvusClient
 

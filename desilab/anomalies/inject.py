@@ -22,6 +22,13 @@ generator; widths log-uniform):
 ``dead_columns``           1–3 runs of 3–25 pixels at flux 0 (ivar left as if fine)
 ``spurious_8600``          a Gaussian at observed 8560–8640 Å, FWHM 3–15 Å, ±5–15 σ (per rest pixel)
 =========================  =======================================================================
+
+Coverage: an injection can fall where a spectrum has no data (a Mg II trough at z = 0.3
+lies blueward of 3600 Å; the Hα line is not observed above z ≈ 0.5). Such a spectrum is
+not anomalous, so every ``info`` records ``NPIX_AFFECTED``, the number of *used* pixels
+(``ivar > 0`` after injection) whose normalised flux changed by at least
+:data:`AFFECTED_MIN` (1% of the continuum level); recall is computed over injections with
+``NPIX_AFFECTED > 0`` and the excluded count is reported.
 """
 
 from __future__ import annotations
@@ -31,7 +38,10 @@ import numpy as np
 from desilab.anomalies.preprocess import LYA, REST_DLOGLAM, Preprocessed, rest_grid
 from desilab.errors import InputError
 
-__all__ = ["INJECTION_CLASSES", "inject", "inject_one"]
+__all__ = ["AFFECTED_MIN", "INJECTION_CLASSES", "inject", "inject_one"]
+
+AFFECTED_MIN = 0.01
+"""Smallest change of normalised flux that counts a pixel as affected by an injection."""
 
 C_KMS = 299792.458
 INJECTION_CLASSES = (
@@ -214,7 +224,14 @@ def inject_one(
 def inject(
     pre: Preprocessed, classes: list[str] | np.ndarray, seed: int = 0
 ) -> tuple[Preprocessed, list[dict[str, float | str]]]:
-    """Inject ``classes[i]`` (``""`` = none) into spectrum i of *pre*; returns a new set and the amplitudes."""
+    """Inject ``classes[i]`` (``""`` = none) into spectrum i of *pre*.
+
+    Returns
+    -------
+    injected, infos
+        A new set, and per spectrum the amplitudes used plus ``NPIX_AFFECTED`` (used pixels
+        whose flux changed by ≥ :data:`AFFECTED_MIN`; 0 = the injection fell outside coverage).
+    """
     if len(classes) != len(pre):
         raise InputError(f"{len(classes)} classes for {len(pre)} spectra", parameter="classes")
     flux = np.array(pre.flux, dtype=np.float32)
@@ -225,7 +242,9 @@ def inject(
             infos.append({"CLASS": ""})
             continue
         rng = np.random.default_rng([seed, i])
+        f0 = flux[i].copy()
         flux[i], ivar[i], info = inject_one(str(name), flux[i], ivar[i], float(pre.z[i]), rng)
+        info["NPIX_AFFECTED"] = float(np.count_nonzero((ivar[i] > 0) & (np.abs(flux[i] - f0) >= AFFECTED_MIN)))
         infos.append(info)
     out = Preprocessed(
         flux, ivar, np.array(pre.z), np.array(pre.scale), np.array(pre.snr), np.array(pre.valid), np.array(pre.targetid)

@@ -4,15 +4,22 @@ Input: two channels on the rest grid (:mod:`desilab.anomalies.preprocess`) — t
 normalised flux (0 where missing) and the "has data" indicator — so the encoder knows
 which part of the grid a spectrum covers. Encoder: three stride-4 convolutions
 (2→16→32→64 channels, kernel 9) and two dense layers to the mean and log-variance of a
-128-d Gaussian latent. Decoder: dense layers back to 64×63 and three stride-4 transposed
-convolutions to 4000 pixels (cropped from 4032).
+128-d Gaussian latent. Decoder: dense layers back to 64×63 and three ×4 up-sampling steps
+to 4000 pixels (cropped from 4032). Each up-sampling step is a *sub-pixel* convolution
+(a kernel-3 convolution producing 4× the channels, then a reshape that interleaves them
+along the pixel axis, the 1D "pixel shuffle" of Shi et al. 2016) rather than a stride-4
+transposed convolution: the two are equally expressive (each output pixel sees 2–3 input
+positions), but PyTorch's CPU transposed convolution does not take the oneDNN fast path,
+and this one does (training epochs ~4× faster, the forward pass ~1.4× on CPU).
 
 Likelihood: Gaussian with per-pixel variance ``1/ivar + s_j²``, where ``s_j`` is a
-*learned* model-error amplitude per rest pixel (floored at ``sigma_floor``). Without it a
+model-error amplitude per rest pixel (``exp(sigma_log) + sigma_floor``). Without it a
 high-S/N spectrum always has χ²/pixel ≫ 1 (no model reproduces 1% structure), and
-"anomalous" would come to mean "bright". The log-variance term keeps ``s_j`` from growing
-without bound: it settles where the residual scatter of the training spectra beyond the
-noise is.
+"anomalous" would come to mean "bright". It can be learned with the network
+(``TrainConfig.learn_sigma``; the log-variance term keeps it bounded), but by default it
+is held at ``sigma_init`` during training and re-measured per pixel on the training
+spectra afterwards (:meth:`~desilab.anomalies.detector.VAEAnomalyDetector.fit`): learned
+jointly, it grows where the decoder is poor and stops the decoder from improving there.
 
 FLOPs per spectrum (forward, multiply-add = 2 FLOPs) are returned by :func:`flops_per_spectrum`.
 """
@@ -35,6 +42,19 @@ _S = 4
 
 def _conv_len(n: int) -> int:
     return (n + 2 * (_K // 2) - _K) // _S + 1
+
+
+class PixelShuffle1d(nn.Module):
+    """(n, c·r, L) → (n, c, L·r): channel groups of *r* become *r* neighbouring pixels."""
+
+    def __init__(self, factor: int) -> None:
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, length = x.shape
+        r = self.factor
+        return x.view(n, c // r, r, length).transpose(2, 3).reshape(n, c // r, length * r)
 
 
 class SpectrumVAE(nn.Module):
@@ -70,7 +90,7 @@ class SpectrumVAE(nn.Module):
         n2 = _conv_len(n1)
         n3 = _conv_len(n2)
         self._n3 = n3
-        act = nn.LeakyReLU(0.1)
+        act = nn.LeakyReLU(0.1, inplace=True)  # in place: one less activation-sized buffer per layer
         self.encoder = nn.Sequential(
             nn.Conv1d(2, _CH[0], _K, _S, _K // 2),
             act,
@@ -86,22 +106,26 @@ class SpectrumVAE(nn.Module):
         self.to_logvar = nn.Linear(hidden, latent_dim)
         self.dec_dense = nn.Sequential(nn.Linear(latent_dim, hidden), act, nn.Linear(hidden, _CH[2] * n3), act)
         self.dec_conv = nn.Sequential(
-            nn.ConvTranspose1d(_CH[2], _CH[1], 2 * _S, _S, _S // 2),
+            nn.Conv1d(_CH[2], _CH[1] * _S, 3, 1, 1),
+            PixelShuffle1d(_S),
             act,
-            nn.ConvTranspose1d(_CH[1], _CH[0], 2 * _S, _S, _S // 2),
+            nn.Conv1d(_CH[1], _CH[0] * _S, 3, 1, 1),
+            PixelShuffle1d(_S),
             act,
-            nn.ConvTranspose1d(_CH[0], 1, 2 * _S, _S, _S // 2),
+            nn.Conv1d(_CH[0], _S, 3, 1, 1),
+            PixelShuffle1d(_S),
         )
         self.out_len = n3 * _S**3
         if self.out_len < npix:
             raise ValueError(f"decoder length {self.out_len} < npix {npix}")
-        # learned model-error amplitude per pixel, via softplus(raw) + floor
-        raw0 = math.log(math.expm1(max(sigma_init - sigma_floor, 1e-4)))
-        self.sigma_raw = nn.Parameter(torch.full((npix,), raw0))
+        # learned model-error amplitude per pixel: exp(sigma_log) + floor
+        # log-parametrised so that optimiser steps are relative: a softplus parameter started
+        # at 0.05 moves by ~4e-5 per Adam step and stays where it started for a whole run
+        self.sigma_log = nn.Parameter(torch.full((npix,), math.log(max(sigma_init - sigma_floor, 1e-4))))
 
     def model_sigma(self) -> torch.Tensor:
         """Model-error amplitude per pixel (npix,)."""
-        return nn.functional.softplus(self.sigma_raw) + self.sigma_floor
+        return torch.exp(self.sigma_log) + self.sigma_floor
 
     def encode(self, flux: torch.Tensor, ivar: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Latent mean and log-variance, (n, latent_dim) each."""
@@ -154,23 +178,16 @@ def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 
 
 def flops_per_spectrum(model: SpectrumVAE) -> int:
-    """Forward FLOPs of one spectrum (encoder + decoder; 2 per multiply-add)."""
-    total = 0
-    length = model.npix
-    for layer in model.encoder:
-        if isinstance(layer, nn.Conv1d):
-            length = _conv_len(length)
-            total += 2 * length * layer.out_channels * layer.in_channels * layer.kernel_size[0]
-        elif isinstance(layer, nn.Linear):
-            total += 2 * layer.in_features * layer.out_features
-    total += 2 * 2 * model.to_mu.in_features * model.latent_dim
-    for layer in model.dec_dense:
-        if isinstance(layer, nn.Linear):
-            total += 2 * layer.in_features * layer.out_features
-    length = model._n3
-    for layer in model.dec_conv:
-        if isinstance(layer, nn.ConvTranspose1d):
-            # every input sample scatters kernel_size × out_channels × in_channels multiply-adds
-            total += 2 * length * layer.in_channels * layer.out_channels * layer.kernel_size[0]
-            length = length * _S
-    return int(total)
+    """Forward FLOPs of one spectrum (encoder + decoder, latent mean decoded).
+
+    Counted by :class:`torch.utils.flop_counter.FlopCounterMode` (2 FLOPs per
+    multiply-add of every convolution and matrix product; element-wise operations, a few
+    per pixel, are not counted).
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    f = torch.zeros((1, model.npix))
+    iv = torch.ones((1, model.npix))
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        model(f, iv, sample=False)
+    return int(counter.get_total_flops())

@@ -2,12 +2,16 @@
 
 Sign conventions (every score column of the catalog states its sign, see ``docs/anomalies.md``):
 
-* ``CHI2_PIX`` — reconstruction χ² per used pixel with the model-error floor; **higher = more anomalous**.
+* ``CHI2_PIX`` — reconstruction χ² per used pixel with the model-error term; **higher = more anomalous**.
+* ``SCAN`` — matched-filter scan of the normalised residuals (box widths 1–243 pixels and
+  a high-pass 1–3 pixel scan, per-position normalised on the training spectra, see
+  :func:`desilab.anomalies.detector.residual_scan`); **higher = more anomalous**.
 * ``ELBO`` — evidence lower bound per used pixel; **higher = more normal**.
 * ``IFOREST`` — scikit-learn ``IsolationForest.score_samples`` on the latent means;
   **higher = more normal**.
-* ``ENSEMBLE`` — mean of the three components, each turned into "higher = more anomalous"
-  and standardised by the median and MAD of the *training* spectra; **higher = more anomalous**.
+* ``ENSEMBLE`` — maximum of the four components, each turned into "higher = more anomalous"
+  and scaled so that the *training* spectra's median is 0 and 99th percentile 1;
+  **higher = more anomalous**.
 * p-values — small = anomalous.
 
 Conformal p-value of a test score s (anomaly direction) against the calibration scores of

@@ -21,7 +21,7 @@ import numpy as np
 
 from desilab.anomalies.cache import SpectrumCache
 from desilab.anomalies.catalog import build_catalog, write_catalog
-from desilab.anomalies.detector import COMPONENTS, VAEAnomalyDetector
+from desilab.anomalies.detector import COMPONENTS, SCAN_LABELS, VAEAnomalyDetector
 from desilab.anomalies.preprocess import Preprocessed, rest_grid
 from desilab.anomalies.score import benjamini_hochberg, driving_regions
 from desilab.errors import InputError
@@ -126,7 +126,8 @@ def score_to_catalog(
         "SNR": np.asarray(data.snr, np.float32),
         "NPIX_USED": sc.npix_used.astype(np.int32),
         "CHI2_PIX": sc.chi2_pix.astype(np.float32),
-        "CHI2_PEAK": sc.chi2_peak.astype(np.float32),
+        "SCAN": sc.scan.astype(np.float32),
+        "SCAN_KIND": np.array([SCAN_LABELS[k] for k in sc.scan_kind], dtype=object),
         "ELBO": sc.elbo.astype(np.float32),
         "IFOREST": sc.iforest.astype(np.float32),
         "ENSEMBLE": sc.ensemble.astype(np.float32),

@@ -28,36 +28,58 @@ anomalies_app = typer.Typer(
 )
 
 
-def _load_input(ctx: typer.Context, src: Path, cache_dir: Path):
+def _load_input(
+    ctx: typer.Context, src: Path | None, cache_dir: Path, from_store: bool = False, where: str | None = None
+):
     from desilab.anomalies.cache import SpectrumCache
-    from desilab.anomalies.data import build_cache, find_coadds
+    from desilab.anomalies.data import build_cache, files_from_store, find_coadds
     from desilab.compute import get_executor
 
-    if (src / "manifest.json").exists():
+    if src is not None and (src / "manifest.json").exists():
         return SpectrumCache(src).load()
-    if (cache_dir / "manifest.json").exists():
+    if (cache_dir / "manifest.json").exists() and not from_store:
         return SpectrumCache(cache_dir).load()
     s = ctx.obj.settings
+    if from_store:  # spectra found through the store's spectra_index (issue #4)
+        from desilab.store import connect
+
+        with connect(s.store, create=False, read_only=s.store.startswith("duckdb")) as store:
+            files = files_from_store(store, where)
+        if not files:
+            raise InputError("the store's spectra_index has no matching spectra", parameter="--where")
+    elif src is None:
+        raise InputError("give a folder of coadds, a cache folder, or --from-store", parameter="src")
+    else:
+        files = find_coadds(src)
     ex = get_executor(s.workers, s.ray)
     try:
-        return build_cache(find_coadds(src), cache_dir, executor=ex).load()
+        return build_cache(files, cache_dir, executor=ex).load()
     finally:
         ex.close()
+
+
+_SRC_HELP = "A sample-sky / DR1 folder with coadd-*.fits (+ redrock), or a cache folder; omit with --from-store."
+_FROM_STORE_HELP = "Find the spectra through the store's spectra_index (--store / DESILAB_STORE) instead of a folder."
+_WHERE_HELP = (
+    'With --from-store: SQL condition on spectra_index (alias s), e.g. "s.targetid IN (SELECT targetid FROM quasars)".'
+)
 
 
 @anomalies_app.command("train")
 def train_cmd(
     ctx: typer.Context,
-    src: Path = typer.Argument(..., help="A sample-sky / DR1 folder with coadd-*.fits (+ redrock), or a cache folder."),
+    src: Path | None = typer.Argument(None, help=_SRC_HELP),
     model: Path = typer.Option(..., "--model", "-m", help="Folder for the model, its config and checkpoint."),
     epochs: int = typer.Option(60, "--epochs", help="Maximum epochs (early stopping may end sooner)."),
     latent: int = typer.Option(128, "--latent", help="Latent dimension."),
     threads: int = typer.Option(2, "--threads", help="Torch CPU threads."),
+    from_store: bool = typer.Option(False, "--from-store", help=_FROM_STORE_HELP),
+    where: str | None = typer.Option(None, "--where", help=_WHERE_HELP),
 ) -> None:
     """Train and calibrate the VAE detector (resumes from the checkpoint in --model)."""
     from desilab.anomalies.stage import train_detector
 
-    data = _load_input(ctx, src, model / "cache")
+    data = _load_input(ctx, src, model / "cache", from_store, where)
     with progress_bar() as prog:
         task = prog.add_task("train VAE", total=epochs)
         det, roles = train_detector(
@@ -78,12 +100,14 @@ def train_cmd(
 @anomalies_app.command("score")
 def score_cmd(
     ctx: typer.Context,
-    src: Path = typer.Argument(..., help="Folder with coadd-*.fits (+ redrock), or a cache folder."),
+    src: Path | None = typer.Argument(None, help=_SRC_HELP),
     model: Path = typer.Option(..., "--model", "-m", help="A model folder written by `anomalies train`."),
     out: Path = typer.Option(Path("anomalies"), "--out", help="Output folder for the catalog, latents and index."),
     q: float = typer.Option(0.05, "--q", help="Benjamini-Hochberg false-discovery rate."),
-    index: str = typer.Option("faiss", "--index", help="Similarity index: faiss, hnswlib, exact or milvus."),
+    index: str = typer.Option("faiss", "--index", help="Similarity index: faiss, hnswlib, usearch, exact or milvus."),
     milvus_uri: str | None = typer.Option(None, "--milvus-uri", help="Milvus URI or a local .db file (Milvus Lite)."),
+    from_store: bool = typer.Option(False, "--from-store", help=_FROM_STORE_HELP),
+    where: str | None = typer.Option(None, "--where", help=_WHERE_HELP),
 ) -> None:
     """Score spectra: p-values, BH discoveries, clusters; write the catalog and a similarity index."""
     from desilab.anomalies.detector import VAEAnomalyDetector
@@ -91,7 +115,7 @@ def score_cmd(
     from desilab.anomalies.stage import score_to_catalog
 
     det = VAEAnomalyDetector.load(model)
-    data = _load_input(ctx, src, out / "cache")
+    data = _load_input(ctx, src, out / "cache", from_store, where)
     roles = None
     if (model / "split_targetid.npy").exists():
         tids = np.load(model / "split_targetid.npy")
@@ -114,24 +138,55 @@ def similar_cmd(
     spectrum: Path | None = typer.Option(None, "--spectrum", help="A coadd file holding the query spectrum instead."),
     z: float | None = typer.Option(None, "--z", help="Redshift of --spectrum (default: its redrock Z)."),
     model: Path | None = typer.Option(None, "--model", "-m", help="Model folder (needed with --spectrum)."),
+    from_store: bool = typer.Option(
+        False,
+        "--from-store",
+        help="A TARGETID that was not scored: find its spectrum through the store (needs --model).",
+    ),
 ) -> None:
-    """The k most similar spectra (nearest latents) to a TARGETID or an uploaded spectrum."""
+    """The k most similar spectra (nearest latents) to a TARGETID or an uploaded spectrum.
+
+    A TARGETID scored by `anomalies score` uses its stored latent; with --spectrum FILE
+    (and a TARGETID: that object's row of the file, else its first row) or --from-store,
+    the spectrum is read, preprocessed and encoded with --model.
+    """
     from desilab.anomalies.index import SimilarityIndex
 
     idx = SimilarityIndex.load(out / "index")
-    if spectrum is not None:
-        from desilab.anomalies.data import preprocess_coadd
+
+    def encode(pre):
         from desilab.anomalies.detector import VAEAnomalyDetector
 
         if model is None:
-            raise InputError("--spectrum needs --model to encode it", parameter="model")
-        pre = preprocess_coadd(spectrum, z=None if z is None else np.array([z]))
-        query = VAEAnomalyDetector.load(model).score(pre.subset(np.arange(1))).latent
+            raise InputError("encoding a spectrum needs --model", parameter="model")
+        return VAEAnomalyDetector.load(model).score(pre).latent
+
+    if spectrum is not None:
+        from desilab.anomalies.data import preprocess_coadd
+        from desilab.anomalies.lookup import locate_in_files
+
+        rows = np.arange(1)
+        if targetid is not None:
+            loc = locate_in_files([spectrum], [targetid])
+            if len(loc) == 0:
+                raise InputError(f"TARGETID {targetid} is not in {spectrum}", file=str(spectrum), column="TARGETID")
+            rows = loc.row
+        query = encode(preprocess_coadd(spectrum, z=None if z is None else np.array([z]), rows=rows))
+    elif targetid is not None and from_store:
+        from desilab.anomalies.lookup import spectra_by_targetid
+        from desilab.store import connect
+
+        s = ctx.obj.settings.store
+        with connect(s, create=False, read_only=s.startswith("duckdb")) as store:
+            query = encode(spectra_by_targetid([targetid], store=store))
     elif targetid is not None:
         tids = np.load(out / "latents_targetid.npy")
         row = np.nonzero(tids == targetid)[0]
         if row.size == 0:
-            raise InputError(f"TARGETID {targetid} was not scored in {out}", parameter="targetid")
+            raise InputError(
+                f"TARGETID {targetid} was not scored in {out} (use --from-store --model to encode it)",
+                parameter="targetid",
+            )
         query = np.load(out / "latents.npy")[row[:1]]
     else:
         raise InputError("give a TARGETID or --spectrum", parameter="targetid")

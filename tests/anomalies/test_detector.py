@@ -53,9 +53,11 @@ def test_sklearn_outlier_contract(det, splits) -> None:
 def test_normal_spectra_fit_and_pvalues(det, splits) -> None:
     te = splits["test"]
     sc = det.score(te)
-    # with the learned model-error term, normal spectra sit near chi2/pixel = 1; this tiny model
-    # (14 epochs on 220 spectra) reaches ~2, the small-scale validation ~1.3
-    assert 0.6 < np.median(sc.chi2_pix) < 3.0
+    # the model-error term is re-measured on the training spectra so that their mean chi2 per
+    # pixel is 1; held-out normals sit a little above (the network fits its training set better)
+    chi2_train = det.score(splits["train"]).chi2_pix
+    assert 0.7 < np.median(chi2_train) < 1.2, np.median(chi2_train)
+    assert 0.7 < np.median(sc.chi2_pix) < 3.0
     # the learned model-error term weakens the chi2-brightness link that a pure-noise likelihood has
     import torch
     from scipy.stats import spearmanr

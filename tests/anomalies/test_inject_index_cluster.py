@@ -53,7 +53,7 @@ def test_inject_batch_leaves_normals(pre) -> None:
     assert [d["CLASS"] for d in infos] == ["", "hot_pixels", "", "dead_columns"]
 
 
-@pytest.mark.parametrize("backend", ["hnswlib", "faiss", "exact"])
+@pytest.mark.parametrize("backend", ["hnswlib", "faiss", "usearch", "exact"])
 def test_embedded_index_recall(backend, tmp_path) -> None:
     rng = np.random.default_rng(0)
     data = rng.normal(size=(3000, 32)).astype(np.float32)
@@ -69,6 +69,28 @@ def test_embedded_index_recall(backend, tmp_path) -> None:
     np.testing.assert_array_equal(again.query(q, k=10)[0], got)
 
 
+@pytest.mark.parametrize("backend", ["hnswlib", "faiss", "usearch"])
+def test_query_beam_trades_recall(backend) -> None:
+    """Held-out queries in 64-d (a hard set for a 4000-vector graph): a wider beam finds more true neighbours."""
+    rng = np.random.default_rng(4)
+    data = rng.normal(size=(4000, 64)).astype(np.float32)
+    q = rng.normal(size=(200, 64)).astype(np.float32)
+    ids = np.arange(4000, dtype=np.int64)
+    idx = SimilarityIndex(backend, m=8, ef_construction=40).build(data, ids)
+    truth, _ = exact_knn(data, q, 10)
+
+    def recall(ef: int) -> float:
+        got, _ = idx.query(q, k=10, ef_search=ef)
+        return float(np.mean([len(set(g) & set(t)) / 10 for g, t in zip(got, truth, strict=True)]))
+
+    narrow, wide = recall(10), recall(400)
+    assert wide > narrow + 0.05 and wide >= 0.95, (narrow, wide)
+    with pytest.raises(InputError, match="dimensions"):
+        idx.query(q[:, :10])
+    with pytest.raises(InputError, match="k must be"):
+        idx.query(q, k=0)
+
+
 def test_milvus_lite_for_real(tmp_path) -> None:
     pytest.importorskip("pymilvus")
     pytest.importorskip("milvus_lite")
@@ -80,6 +102,8 @@ def test_milvus_lite_for_real(tmp_path) -> None:
     truth, _ = exact_knn(data, data[:5], 5)
     assert np.all(got[:, 0] == ids[:5])
     assert np.mean([len(set(g) & set(ids[t])) / 5 for g, t in zip(got, truth, strict=True)]) >= 0.95
+    again = SimilarityIndex.load(idx.save(tmp_path / "milvus_index"))  # settings + ids; the data stay in Milvus
+    np.testing.assert_array_equal(again.query(data[:5], k=5)[0], got)
     with pytest.raises(ConfigError, match="URI"):
         SimilarityIndex("milvus")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -85,3 +87,25 @@ def test_model_shapes_likelihood_and_flops() -> None:
     chi2b, _, _ = gaussian_terms(f, iv, f + 1.0, torch.full((4000,), 1.0))
     assert torch.allclose(chi2b, torch.full((3,), 1950.0))
     assert 5e6 < flops_per_spectrum(m) < 1e8
+
+
+def test_cosine_learning_rate_schedule() -> None:
+    from desilab.anomalies.train import learning_rate
+
+    cfg = TrainConfig(epochs=11, lr=1e-3, lr_min_frac=0.05)
+    lrs = [learning_rate(cfg, e) for e in range(cfg.epochs)]
+    assert lrs[0] == pytest.approx(1e-3) and lrs[-1] == pytest.approx(5e-5)
+    assert lrs[5] == pytest.approx(0.5 * (1e-3 + 5e-5))  # half-way
+    assert all(a > b for a, b in itertools.pairwise(lrs))
+    assert learning_rate(TrainConfig(lr_schedule="constant"), 7) == TrainConfig().lr
+    with pytest.raises(InputError, match="lr_schedule"):
+        learning_rate(TrainConfig(lr_schedule="step"), 0)
+
+
+def test_model_error_held_during_training_unless_learned(pre) -> None:
+    data = pre.subset(np.arange(40))
+    base = dict(latent_dim=8, hidden=32, epochs=2, batch_size=20, kl_warmup_epochs=1, threads=1)
+    held = train_vae(data, TrainConfig(**base)).model.model_sigma()
+    assert torch.allclose(held, torch.full_like(held, 0.02))
+    learned = train_vae(data, TrainConfig(**base, learn_sigma=True)).model.model_sigma()
+    assert not torch.allclose(learned, torch.full_like(learned, 0.02))

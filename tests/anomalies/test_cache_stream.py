@@ -1,0 +1,162 @@
+"""The chunked cache read in shards: bounded memory, deterministic and resumable order, resumable builds."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from desilab.anomalies.cache import SpectrumCache
+from desilab.anomalies.preprocess import REST_NPIX, Preprocessed
+from desilab.anomalies.stream import ShardStream
+from desilab.errors import InputError
+
+
+def _part(first: int, n: int, seed: int, invalid_every: int = 0) -> Preprocessed:
+    """*n* rows whose flux[:, 0] is the global row number (so rows can be told apart)."""
+    rng = np.random.default_rng(seed)
+    flux = rng.normal(1.0, 0.1, (n, REST_NPIX)).astype(np.float32)
+    flux[:, 0] = np.arange(first, first + n)
+    ivar = np.full((n, REST_NPIX), 4.0, np.float32)
+    valid = np.ones(n, bool)
+    if invalid_every:
+        valid[::invalid_every] = False
+    return Preprocessed(
+        flux,
+        ivar,
+        rng.uniform(0.5, 3, n),
+        np.ones(n),
+        rng.uniform(1, 20, n),
+        valid,
+        10_000 + np.arange(first, first + n),
+    )
+
+
+def _cache(path, sizes, invalid_every=0) -> SpectrumCache:
+    cache = SpectrumCache(path, create=True)
+    first = 0
+    for i, n in enumerate(sizes):
+        cache.append(_part(first, n, i, invalid_every), source=f"file{i}")
+        first += n
+    return cache
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> SpectrumCache:
+    """7 shards of uneven size (1 230 rows, 39 MB of flux + ivar), every 7th row invalid."""
+    return _cache(tmp_path_factory.mktemp("cache"), [300, 50, 211, 169, 0, 400, 100], invalid_every=7)
+
+
+def _rows(stream: ShardStream, epoch: int, start: int = 0) -> list[np.ndarray]:
+    return [b.rows.copy() for b in stream.epoch(epoch, start_batch=start)]
+
+
+def test_epoch_covers_selected_rows_once(cache) -> None:
+    valid = cache.column("valid")
+    rng = np.random.default_rng(0)
+    select = rng.random(len(cache)) < 0.7
+    st = ShardStream(cache, batch_size=32, seed=3, select=select, buffer_rows=128, chunk_rows=16)
+    got = []
+    for b in st.epoch(0):
+        assert len(b.data) == b.rows.size <= 32
+        # the arrays are the cache's rows (flux[:, 0] holds the global row number)
+        np.testing.assert_array_equal(b.data.flux[:, 0].astype(np.int64), b.rows)
+        np.testing.assert_array_equal(b.data.targetid, 10_000 + b.rows)
+        got.append(b.rows)
+    allrows = np.concatenate(got)
+    assert allrows.size == st.n_rows == int((select & valid).sum())
+    np.testing.assert_array_equal(np.sort(allrows), np.nonzero(select & valid)[0])
+    assert len(got) == st.n_batches(0)
+    # shuffled: not in cache order, and batches mix several shards
+    assert not np.all(np.diff(allrows) > 0)
+    starts = np.cumsum([0] + [s["rows"] for s in cache.manifest["shards"]])
+    assert max(len(set(np.searchsorted(starts, r, side="right").tolist())) for r in got) >= 3
+
+
+def test_order_deterministic_per_seed_and_epoch(cache) -> None:
+    a = ShardStream(cache, batch_size=50, seed=11, buffer_rows=200, chunk_rows=25)
+    b = ShardStream(SpectrumCache(cache.path), batch_size=50, seed=11, buffer_rows=200, chunk_rows=25)
+    e0, e0b = _rows(a, 0), _rows(b, 0)
+    assert len(e0) == len(e0b) and all(np.array_equal(x, y) for x, y in zip(e0, e0b, strict=True))
+    e1 = np.concatenate(_rows(a, 1))
+    other = np.concatenate(_rows(ShardStream(cache, batch_size=50, seed=12, buffer_rows=200, chunk_rows=25), 0))
+    assert not np.array_equal(np.concatenate(e0), e1) and not np.array_equal(np.concatenate(e0), other)
+    assert np.array_equal(np.sort(e1), np.sort(other))
+    ordered = np.concatenate(_rows(ShardStream(cache, batch_size=50, shuffle=False, buffer_rows=200), 0))
+    assert np.all(np.diff(ordered) > 0)
+
+
+@pytest.mark.parametrize("start", [0, 1, 5, 13])
+def test_resume_mid_epoch_gives_the_remaining_batches(cache, start) -> None:
+    st = ShardStream(cache, batch_size=40, seed=5, buffer_rows=160, chunk_rows=32)
+    full = _rows(st, 2)
+    again = ShardStream(cache, batch_size=40, seed=5, buffer_rows=160, chunk_rows=32)
+    tail = _rows(again, 2, start=start)
+    assert len(tail) == len(full) - start
+    assert all(np.array_equal(x, y) for x, y in zip(full[start:], tail, strict=True))
+    idx = [b.index for b in again.epoch(2, start_batch=start)]
+    assert idx == list(range(start, len(full)))
+
+
+def test_peak_memory_bounded_by_buffer(tmp_path) -> None:
+    """Iterating a cache 10x larger than the buffer keeps the Python-heap peak near one window."""
+    sizes = [160] * 8  # 1 280 rows x 4000 px x 8 B = 41 MB of flux + ivar
+    cache = _cache(tmp_path / "big", sizes)
+    buffer_rows, batch, chunk = 128, 16, 16
+    row_bytes = REST_NPIX * 8  # flux + ivar
+    # one window + the batch being built + the one the caller holds + one chunk being read, 10% slack
+    bound = 1.1 * (buffer_rows + 2 * batch + chunk) * row_bytes  # 6.2 MB
+    assert sum(sizes) * row_bytes > 6 * bound
+    st = ShardStream(cache, batch_size=batch, seed=0, buffer_rows=buffer_rows, chunk_rows=chunk)
+    tracemalloc.start()
+    try:
+        n = 0
+        checksum = 0.0
+        for b in st.epoch(0):
+            n += len(b.data)
+            checksum += float(b.data.flux[:, 1].sum())
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert n == sum(sizes) and np.isfinite(checksum)
+    assert peak < bound, f"peak {peak / 1e6:.1f} MB vs bound {bound / 1e6:.1f} MB"
+
+
+def test_drop_last_keeps_full_batches_only(cache) -> None:
+    st = ShardStream(cache, batch_size=48, seed=1, buffer_rows=200, chunk_rows=40, drop_last=True)
+    sizes = [len(b.data) for b in st.epoch(0)]
+    assert sizes and set(sizes) == {48} and len(sizes) == st.n_batches(0)
+    assert sum(sizes) < st.n_rows  # the short batches were dropped
+
+
+def test_stream_rejects_bad_parameters(cache) -> None:
+    with pytest.raises(InputError, match="select"):
+        ShardStream(cache, select=np.ones(3, bool))
+    with pytest.raises(InputError, match="buffer_rows"):
+        ShardStream(cache, batch_size=64, buffer_rows=10)
+    with pytest.raises(InputError, match="batch_size"):
+        ShardStream(cache, batch_size=0)
+    with pytest.raises(InputError, match="start_batch"):
+        next(ShardStream(cache).epoch(0, start_batch=-1))
+
+
+def test_cache_columns_and_sources(cache) -> None:
+    tid = cache.column("targetid")
+    assert tid.size == len(cache) == 1230 and np.array_equal(tid, 10_000 + np.arange(1230))
+    assert cache.sources == [f"file{i}" for i in range(7)]
+    with pytest.raises(InputError, match="per-row"):
+        cache.column("flux")
+
+
+def test_unsaved_shard_is_an_orphan_replaced_on_resume(tmp_path) -> None:
+    """A crash between writing shards and the manifest: the orphan folder is invisible, then replaced."""
+    c = SpectrumCache(tmp_path / "c", create=True)
+    c.append(_part(0, 5, 0), source="a")
+    c.append(_part(5, 7, 1), source="b", save_manifest=False)  # "crash" before save_manifest
+    again = SpectrumCache(tmp_path / "c")
+    assert again.sources == ["a"] and len(again) == 5
+    again.append(_part(100, 3, 2), source="c")
+    back = SpectrumCache(tmp_path / "c")
+    assert back.sources == ["a", "c"] and len(back) == 8
+    np.testing.assert_array_equal(back.column("targetid")[5:], 10_100 + np.arange(3))
