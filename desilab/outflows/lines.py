@@ -352,15 +352,7 @@ class LineModel:
     def _rows_numba(self, p: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         from desilab.outflows._kernels import gauss_model_jac
 
-        n = p.shape[0]
-        nt = len(self.terms)
-        flux = np.empty((n, nt))
-        dflux = np.zeros((n, nt, self.k))
-        for ti, (_gi, _name, _lam0, kind, ip, extra) in enumerate(self.terms):
-            f, d = self._flux(p, kind, ip, extra)
-            flux[:, ti] = f
-            for j, dj in d.items():
-                dflux[:, ti, j] += dj
+        flux, dflux = self._flux_arrays(p)
         full = rows.size == self._u_all.shape[1] and np.array_equal(rows, np.arange(rows.size))
         u = self._u_all if full else self._u_all[:, rows]
         return gauss_model_jac(
