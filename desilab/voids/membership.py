@@ -343,10 +343,10 @@ class HoleGrid:
         ncell = shape[0] * shape[1] * shape[2]
         if ncell > 200_000_000:
             raise InputError(f"hole grid of {ncell} cells is too large; pass a bigger cell", parameter="cell")
-        counts = _grid_count(c, reach, lo, float(cell), np.array(shape, np.int64))
+        counts, _ = _grid_pass(c, reach, lo, float(cell), np.array(shape, np.int64), np.zeros(1, np.int64), False)
         start = np.zeros(ncell + 1, dtype=np.int64)
         np.cumsum(counts, out=start[1:])
-        items = _grid_fill(c, reach, lo, float(cell), np.array(shape, np.int64), start)
+        _, items = _grid_pass(c, reach, lo, float(cell), np.array(shape, np.int64), start, True)
         # centre and radius of a hole in one 32-byte row: one cache line per candidate test
         packed = np.ascontiguousarray(np.column_stack([c, r]))
         return cls(c, r, lo, float(cell), shape, start, items, float(tol), packed)
@@ -388,29 +388,13 @@ def _axis_gap(c, b0, cell) -> float:
 
 
 @nb.njit(cache=True)
-def _grid_count(c, reach, lo, cell, shape) -> np.ndarray:
-    counts = np.zeros(shape[0] * shape[1] * shape[2], dtype=np.int64)
-    for h in range(c.shape[0]):
-        i0 = max(int((c[h, 0] - reach[h] - lo[0]) / cell), 0)
-        i1 = min(int((c[h, 0] + reach[h] - lo[0]) / cell), shape[0] - 1)
-        j0 = max(int((c[h, 1] - reach[h] - lo[1]) / cell), 0)
-        j1 = min(int((c[h, 1] + reach[h] - lo[1]) / cell), shape[1] - 1)
-        k0 = max(int((c[h, 2] - reach[h] - lo[2]) / cell), 0)
-        k1 = min(int((c[h, 2] + reach[h] - lo[2]) / cell), shape[2] - 1)
-        for i in range(i0, i1 + 1):
-            for j in range(j0, j1 + 1):
-                for k in range(k0, k1 + 1):
-                    if _box_sphere_overlap(
-                        c[h, 0], c[h, 1], c[h, 2], reach[h], lo[0] + i * cell, lo[1] + j * cell, lo[2] + k * cell, cell
-                    ):
-                        counts[(i * shape[1] + j) * shape[2] + k] += 1
-    return counts
-
-
-@nb.njit(cache=True)
-def _grid_fill(c, reach, lo, cell, shape, start) -> np.ndarray:
-    items = np.empty(start[-1], dtype=np.int32)
-    fill = start[:-1].copy()
+def _grid_pass(c, reach, lo, cell, shape, start, fill):
+    """One walk over every (hole, grid cell) overlap: counts per cell (``fill`` False), or
+    the hole lists in cell order from the offsets ``start`` (``fill`` True)."""
+    ncell = shape[0] * shape[1] * shape[2]
+    counts = np.zeros(ncell if not fill else 0, dtype=np.int64)
+    items = np.empty(start[-1] if fill else 0, dtype=np.int32)
+    pos = start[:-1].copy() if fill else np.zeros(0, dtype=np.int64)
     for h in range(c.shape[0]):
         i0 = max(int((c[h, 0] - reach[h] - lo[0]) / cell), 0)
         i1 = min(int((c[h, 0] + reach[h] - lo[0]) / cell), shape[0] - 1)
@@ -425,9 +409,12 @@ def _grid_fill(c, reach, lo, cell, shape, start) -> np.ndarray:
                         c[h, 0], c[h, 1], c[h, 2], reach[h], lo[0] + i * cell, lo[1] + j * cell, lo[2] + k * cell, cell
                     ):
                         q = (i * shape[1] + j) * shape[2] + k
-                        items[fill[q]] = h
-                        fill[q] += 1
-    return items
+                        if fill:
+                            items[pos[q]] = h
+                            pos[q] += 1
+                        else:
+                            counts[q] += 1
+    return counts, items
 
 
 @nb.njit(cache=True, inline="always")
