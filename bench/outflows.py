@@ -6,8 +6,9 @@ from JᵀWJ — for both the numba and the numpy backends, in one process, and (
 sharded over processes through :mod:`desilab.compute`. Reference: ``scipy.optimize.curve_fit`` of the *same*
 model (same parameters, bounds and start values) one spectrum at a time, run in this
 process on a subset. Full mode: every candidate model (0–1 broad, ± wing, ± stellar
-absorption) with BIC choice, profile measures and Monte Carlo errors (``--nmc``), in one
-process and sharded over ``--workers`` processes.
+absorption) with BIC choice (the wing models seeded from the no-wing ones, with the four
+fixed wing starts plus the per-spectrum residual start), profile measures and Monte Carlo
+errors (``--nmc``), in one process and sharded over ``--workers`` processes.
 
 Rates are wall-clock (``*_per_s``) and per CPU-second of this process (``*_per_cpu_s``,
 single-process runs only): on a shared machine the second is the load-independent one.
@@ -194,7 +195,7 @@ def calibrate_nulls(n: int, seed: int = 777, chunk: int = 100) -> dict:
     dbic = c["OUTFLOW_DBIC"]
     not_red = c["OIII_OUT_V"] - c["OIII_CORE_V"] < 2.0 * c["OIII_OUT_V_ERR"]
     ok = np.isfinite(dbic) & not_red & ~c["OIII_OUT_AT_BOUND"].astype(bool)
-    thresholds = (-10.0, -8.0, -5.0, -2.0, 0.0, 2.0, 5.0, 8.0, 10.0, 15.0, 20.0)
+    thresholds = (-10.0, -8.0, -6.0, -5.0, -4.0, -3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0, 5.0, 8.0, 10.0, 15.0, 20.0)
     return {
         "n_null": n,
         "seed": seed,

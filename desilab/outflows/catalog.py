@@ -355,7 +355,9 @@ def process(
     for diag, rc in (("SII", "SII_RATIO"), ("OII", "OII_RATIO")):
         r = lc.get(rc, np.full(n, np.nan))
         e = lc.get(f"{rc}_ERR", np.full(n, np.nan))
-        d = density(r, np.nan_to_num(e), diagnostic=diag, tem=t_use)
+        # no error (NaN) counts as exact; an infinite one (a ratio at its bound with no
+        # curvature) stays infinite, so the ratio is unconstrained (flag 9)
+        d = density(r, np.where(np.isnan(e), 0.0, e), diagnostic=diag, tem=t_use)
         cols[f"NE_{diag}"] = d.ne
         cols[f"NE_{diag}_LO"] = d.ne_lo
         cols[f"NE_{diag}_HI"] = d.ne_hi

@@ -3,13 +3,17 @@
 * :func:`plot_fit` — one spectrum's complexes with data, total model and components;
 * :func:`plot_population` — BI distribution, v_out vs L_bol, Ė_kin/L_bol vs L_bol;
 * :func:`qa_worst_fits` — the worst fits by reduced χ² on one page (PNG + PDF + a Markdown
-  index).
+  index);
+* :func:`plot_completeness` — injection–recovery maps: completeness in (v_out, S/N) for the
+  detector and for the known-shape oracle, and completeness against the wing's expected Δχ²
+  with the false-positive rate of both on the nulls.
 
 Plotting only: every number comes from :class:`desilab.outflows.catalog.OutflowResult`.
 """
 
 from __future__ import annotations
 
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +27,7 @@ from desilab.errors import InputError
 from desilab.outflows.catalog import OutflowResult
 from desilab.outflows.lines import C_KMS, COMPLEXES, SQRT2PI, ComplexFit, prepare_window
 
-__all__ = ["fit_row", "plot_fit", "plot_population", "qa_worst_fits", "save"]
+__all__ = ["fit_row", "plot_completeness", "plot_fit", "plot_population", "qa_worst_fits", "save"]
 
 EPS_LINES = (0.005, 0.05)
 
@@ -176,3 +180,75 @@ def qa_worst_fits(
     md.write_text("\n".join([*lines_md, "", "![worst fits](qa_worst_fits.png)", ""]))
     paths.append(md)
     return paths
+
+
+def plot_completeness(
+    v_out: np.ndarray,
+    snr: np.ndarray,
+    detected: np.ndarray,
+    oracle_detected: np.ndarray,
+    expected_dchi2: np.ndarray,
+    *,
+    fpr: float,
+    oracle_fpr: float,
+    v_edges: tuple[float, ...] = (200.0, 500.0, 1000.0, 2000.0),
+    snr_edges: tuple[float, ...] = (5.0, 10.0, 20.0, 50.0, 1e9),
+) -> plt.Figure:
+    """Completeness maps of an injection–recovery run.
+
+    Parameters
+    ----------
+    v_out, snr
+        ``(N,)`` injected v_out [km/s] and measured total [O III] 5007 S/N of each injection.
+    detected, oracle_detected
+        ``(N,)`` bool: found by the pipeline; found by the known-shape likelihood-ratio test.
+    expected_dchi2
+        ``(N,)`` noiseless Δχ² of each wing against the best no-wing fit.
+    fpr, oracle_fpr
+        False-positive rates of the two on the null spectra (shown in the titles).
+    v_edges, snr_edges
+        Bin edges of the maps.
+    """
+    v_out, snr = np.asarray(v_out), np.asarray(snr)
+    det, orc = np.asarray(detected, dtype=bool), np.asarray(oracle_detected, dtype=bool)
+    if not (v_out.shape == snr.shape == det.shape == orc.shape == np.shape(expected_dchi2)):
+        raise InputError("v_out, snr, detected, oracle_detected, expected_dchi2 must have one shape", parameter="v_out")
+    fig, ax = plt.subplots(1, 3, figsize=(15, 4.2))
+    nv, ns = len(v_edges) - 1, len(snr_edges) - 1
+    for a, d, name, f in ((ax[0], det, "pipeline", fpr), (ax[1], orc, "known-shape oracle", oracle_fpr)):
+        frac = np.full((nv, ns), np.nan)
+        cnt = np.zeros((nv, ns), dtype=int)
+        for i in range(nv):
+            for j in range(ns):
+                sel = (
+                    (v_out >= v_edges[i]) & (v_out < v_edges[i + 1]) & (snr >= snr_edges[j]) & (snr < snr_edges[j + 1])
+                )
+                cnt[i, j] = int(sel.sum())
+                if sel.any():
+                    frac[i, j] = d[sel].mean()
+        a.imshow(frac, origin="lower", vmin=0, vmax=1, cmap="viridis", aspect="auto")
+        for i in range(nv):
+            for j in range(ns):
+                if cnt[i, j]:
+                    col = "k" if frac[i, j] > 0.6 else "w"
+                    a.text(j, i, f"{frac[i, j]:.2f}\n({cnt[i, j]})", ha="center", va="center", fontsize=8, color=col)
+        a.set_xticks(range(ns), [f"{snr_edges[j]:g}–{snr_edges[j + 1]:g}".replace("1e+09", "∞") for j in range(ns)])
+        a.set_yticks(range(nv), [f"{v_edges[i]:g}–{v_edges[i + 1]:g}" for i in range(nv)])
+        a.set_xlabel("[O III] 5007 S/N (measured)")
+        a.set_ylabel(r"injected $v_{\rm out}$ [km/s]")
+        a.set_title(f"{name}: completeness (FPR {100 * f:.1f} % on nulls)", fontsize=9)
+    e = np.asarray(expected_dchi2)
+    edges = np.array([0, 5, 10, 20, 30, 50, 100, 300, 1e5])
+    mid = np.sqrt(np.maximum(edges[:-1], 1) * edges[1:])
+    for d, name, col in ((det, "pipeline", "C3"), (orc, "known-shape oracle", "C0")):
+        y = [d[(e >= lo) & (e < hi)].mean() if ((e >= lo) & (e < hi)).any() else np.nan for lo, hi in pairwise(edges)]
+        ax[2].plot(mid, y, "o-", color=col, label=name)
+    ax[2].set_xscale("log")
+    ax[2].set_ylim(0, 1.02)
+    ax[2].axhline(0.95, color="0.5", ls=":", lw=0.8)
+    ax[2].set_xlabel(r"expected $\Delta\chi^2$ of the wing")
+    ax[2].set_ylabel("completeness")
+    ax[2].set_title(f"all {e.size} injections (any v_out, S/N)", fontsize=9)
+    ax[2].legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -19,11 +19,12 @@ and without a second "wing" [OIII] group); per spectrum the lowest
 ``BIC = χ² + k ln n`` wins.
 
 Outflow criterion (documented in docs/outflows.md): the [OIII] wing is *detected* when the
-best wing model beats the best no-wing model by ΔBIC > ``measure.DBIC_WING`` (−2,
+best wing model beats the best no-wing model by ΔBIC > ``measure.DBIC_WING`` (−1,
 calibrated on null spectra to a false-positive rate < 1 %), the wing is not significantly
 redshifted from the core (v_wing − v_core < 2σ), and it is not pinned at its bluest
-velocity or largest σ excess. The wing's σ is the core σ plus a free excess (≥ 30 km/s), so the wing is
-always the broader component.
+velocity or largest σ excess. The wing's σ is the core σ plus a free excess
+(``WING_DSIGMA_MIN`` = −300 … 1500 km/s), so the wing may be narrower than the core; it is
+told from the core by its velocity (the core shares Hβ's kinematics).
 ``v_out = |v_wing − v_sys| + 2 σ_wing`` (Rupke & Veilleux
 style "max" velocity); v10 of the total [OIII] profile is reported too.
 """
@@ -106,6 +107,14 @@ class Complex:
     absorption: Group | None = None  # optional stellar Balmer absorption (host stand-in)
 
 
+#: Lower bound of the [O III] wing's σ excess over the core σ [km/s]: negative, so that a
+#: wing *narrower* than the core (a shifted, quiescent-width outflow) is representable —
+#: the injection grid has them (σ_wing 60–600 km/s for any core σ) and a bound of +30 km/s
+#: made the fit absorb them in the core or in the broad Hβ. The wing is identified by its
+#: velocity instead (it must not be redshifted from the core; measure.DBIC_WING).
+WING_DSIGMA_MIN = -300.0
+
+
 def _narrow(name: str, lines: tuple[tuple[str, str, object], ...]) -> Group:
     return Group(name, lines, sigma=(20.0, 150.0, 900.0), vel=(-600.0, 0.0, 600.0))
 
@@ -129,7 +138,7 @@ COMPLEXES: dict[str, Complex] = {
         wing=Group(
             "WING",
             (("OIII_5007", "free", None), ("OIII_4959", "tied", ("OIII_5007", OIII_RATIO))),
-            sigma=(30.0, 250.0, 1500.0),  # excess over the core σ
+            sigma=(WING_DSIGMA_MIN, 250.0, 1500.0),  # excess over the core σ (may be < 0)
             vel=(-2500.0, -200.0, 500.0),
             sigma_link="NARROW",
         ),
@@ -255,7 +264,11 @@ class LineModel:
         return len(self.names) - 1
 
     def sigma(self, p: np.ndarray, gi: int) -> np.ndarray:
-        """Intrinsic σ of group *gi* (linked groups: base σ + excess), ``(N,)``."""
+        """Intrinsic σ of group *gi*, ``(N,)``: ≥ 0 (a linked group's base σ + excess may
+        sum to < 0; the profile depends on σ² only, so its width is the absolute value)."""
+        return np.abs(self._signed_sigma(p, gi))
+
+    def _signed_sigma(self, p: np.ndarray, gi: int) -> np.ndarray:
         s = p[:, self.kin[gi][1]]
         if self.kin_link[gi] >= 0:
             s = s + p[:, self.kin_link[gi]]
@@ -380,7 +393,7 @@ class LineModel:
             iv, isg = self.kin[gi]
             isg2 = self.kin_link[gi]
             v = p[:, iv][:, None]
-            s = self.sigma(p, gi)[:, None]
+            s = self._signed_sigma(p, gi)[:, None]  # the Jacobian below is in the signed σ
             st2 = s * s + si2
             d = self._u[ti][rows] - v
             x = d * d / st2
@@ -576,10 +589,11 @@ def fit_complex(
         at their defaults; fluxes are re-solved linearly.
     wing_starts
         Starts of the wing ``(v [km/s], σ excess [km/s], wing/total [O III] flux)``
-        (default :data:`WING_STARTS`). All starts of all spectra run as the rows of one
-        batched fit; the lowest χ² per spectrum is kept (the core + wing χ² surface has
-        local minima: the wing hugging the core, or pinned at zero flux where its
-        kinematics have no gradient).
+        (default :data:`WING_STARTS`); with *init*, one more start per spectrum at the
+        velocity of the largest residual *init* leaves (:data:`RESIDUAL_START`). All starts
+        of all spectra run as the rows of one batched fit; the lowest χ² per spectrum is
+        kept (the core + wing χ² surface has local minima: the wing hugging the core, or
+        pinned at zero flux where its kinematics have no gradient).
 
     Returns
     -------
@@ -594,7 +608,12 @@ def fit_complex(
         groups += [_broad_group(cplx.broad_line, i, nbroad) for i in range(nbroad)]
     use_wing = wing and cplx.wing is not None
     starts = (wing_starts or WING_STARTS) if use_wing else ((0.0, 0.0, 0.0),)
-    ns, n = len(starts), win.flux.shape[0]
+    n = win.flux.shape[0]
+    v_res = None
+    if use_wing and init is not None:  # one more start, per spectrum: where the no-wing fit leaves most flux
+        v_res = _residual_peak_velocity(win, init, cplx.wing.vel)  # type: ignore[union-attr]
+        starts = (*starts, (0.0, RESIDUAL_START[0], RESIDUAL_START[1]))
+    ns = len(starts)
 
     def tile(a: np.ndarray) -> np.ndarray:
         return a if ns == 1 else np.tile(a, (ns,) + (1,) * (a.ndim - 1))
@@ -612,7 +631,7 @@ def fit_complex(
         isc = model.names.index("NARROW_SIGMA")
         for k, (v, ds, _f) in enumerate(starts):
             sl = slice(k * n, (k + 1) * n)
-            p0[sl, iv] = v
+            p0[sl, iv] = v_res if (v_res is not None and k == ns - 1) else v
             p0[sl, ids] = ds
             if init is not None:  # a no-wing core is broadened by the wing it absorbed
                 p0[sl, isc] = np.maximum(0.8 * p0[sl, isc], model.lo[isc])
@@ -646,6 +665,32 @@ WING_STARTS: tuple[tuple[float, float, float], ...] = (
 )
 
 
+#: The per-spectrum residual start: (σ excess [km/s], wing share of the [O III] flux); its
+#: velocity is that of the largest positive residual of the no-wing fit near [O III] 5007.
+RESIDUAL_START = (60.0, 0.3)
+
+
+def _residual_peak_velocity(win: Window, init: ComplexFit, vel: tuple[float, float, float]) -> np.ndarray:
+    """Velocity (relative to [O III] 5007) of the largest positive residual, in σ, that the
+    no-wing fit *init* leaves within the wing's velocity bounds (``(N,)``, km/s).
+
+    The residual is smoothed over 5 pixels (≈ 150–250 km/s, the width of the narrowest
+    wings) so that a single noisy pixel does not set the start. This start finds wings the
+    fixed starts of :data:`WING_STARTS` miss: narrow ones far from −400 km/s, which the fit
+    otherwise absorbs in the core or in the broad Hβ.
+    """
+    from scipy.ndimage import uniform_filter1d
+
+    r = (win.flux - init.lm.model) * np.sqrt(win.ivar)
+    rs = uniform_filter1d(r, 5, axis=1, mode="constant")
+    u = C_KMS * (np.log(win.lam) - np.log(WAVE["OIII_5007"]) - np.log1p(win.z)[:, None])
+    lo, hi = vel[0] + 100.0, vel[2] - 100.0
+    rs = np.where((u > lo) & (u < hi) & (win.ivar > 0), rs, -np.inf)
+    j = np.argmax(rs, axis=1)
+    v = u[np.arange(u.shape[0]), j]
+    return np.where(np.isfinite(rs.max(axis=1)), np.clip(v, lo, hi), vel[1])
+
+
 def _best_start(lm: LMResult, ns: int, n: int) -> LMResult:
     """Per spectrum, the start (block of *n* rows out of *ns*) with the lowest χ²."""
     chi = lm.chi2.reshape(ns, n)
@@ -659,6 +704,7 @@ def _best_start(lm: LMResult, ns: int, n: int) -> LMResult:
         model=lm.model[rows],
         at_bound=lm.at_bound[rows],
         n_iter=lm.n_iter,
+        err_unbounded=None if lm.err_unbounded is None else lm.err_unbounded[rows],
     )
 
 

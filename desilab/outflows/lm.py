@@ -50,6 +50,10 @@ class LMResult:
         ``(N, k)`` True where a parameter ended on a bound.
     n_iter
         Iterations run.
+    err_unbounded
+        ``(N, k)`` 1σ errors from the full ``(Jᵀ W J)⁻¹`` with no parameter held at its
+        bound: the curvature error of a parameter that ended on a bound (whose ``cov``
+        entries are 0), e.g. a doublet ratio at its physical limit.
     """
 
     params: np.ndarray
@@ -59,6 +63,7 @@ class LMResult:
     model: np.ndarray
     at_bound: np.ndarray
     n_iter: int = 0
+    err_unbounded: np.ndarray | None = None
 
 
 def batched_lm(
@@ -85,7 +90,7 @@ def batched_lm(
     y, w
         Data and weights (inverse variances; 0 = ignore) ``(N, npix)``.
     lo, hi
-        Bounds ``(k,)``.
+        Bounds ``(k,)``, or ``(N, k)`` per row (``lo == hi`` holds a parameter fixed).
     n_iter
         Maximum iterations (converged rows drop out).
     lam0
@@ -103,6 +108,8 @@ def batched_lm(
     """
     p = np.clip(np.array(p0, dtype=np.float64), lo, hi)
     n, k = p.shape
+    lo_r = np.broadcast_to(lo, p.shape)
+    hi_r = np.broadcast_to(hi, p.shape)
     lam = np.full(n, lam0)
     index = np.arange(n) if index is None else np.asarray(index)
     model, chi2, jtj, g = fun.normal(p, index, y, w)
@@ -120,7 +127,7 @@ def batched_lm(
             step = np.linalg.solve(damped, ga[:, :, None])[:, :, 0]
         except np.linalg.LinAlgError:
             step = np.stack([np.linalg.lstsq(m, v, rcond=None)[0] for m, v in zip(damped, ga, strict=True)])
-        trial = np.clip(p[a] + step, lo, hi)
+        trial = np.clip(p[a] + step, lo_r[a], hi_r[a])
         m_t, c_t, j_t, g_t = fun.normal(trial, index[a], y[a], w[a])
         better = c_t < chi2[a]
         idx = a[better]
@@ -134,10 +141,8 @@ def batched_lm(
         done[idx[gain < tol]] = True
         done[worse[lam[worse] > 1e8]] = True
         active &= ~done
-    lo_b = np.broadcast_to(lo, p.shape)
-    hi_b = np.broadcast_to(hi, p.shape)
     # np.clip puts a parameter exactly on its bound, so equality is the test
-    at_bound = (p <= lo_b) | (p >= hi_b)
+    at_bound = (p <= lo_r) | (p >= hi_r)
     free = ~at_bound
     # invert on the free parameters only (pinned ones have no curvature information)
     jtj_f = np.where(free[:, :, None] & free[:, None, :], jtj, 0.0) + np.where(~free, 1.0, 0.0)[:, :, None] * eye
@@ -147,4 +152,19 @@ def batched_lm(
         cov = np.linalg.pinv(jtj_f, hermitian=True)
     cov = np.where(free[:, :, None] & free[:, None, :], cov, 0.0)
     ndata = (w > 0).sum(axis=1)
-    return LMResult(params=p, cov=cov, chi2=chi2, ndata=ndata, model=model, at_bound=at_bound, n_iter=it)
+    err_u = np.sqrt(np.maximum(np.einsum("nkk->nk", cov), 0.0))
+    if at_bound.any():  # only rows with a pinned parameter need the unconstrained inverse
+        rb = np.flatnonzero(at_bound.any(axis=1))
+        diag = np.einsum("nkk->nk", jtj[rb])
+        # Jacobi-scaled for conditioning; a parameter with no curvature at all gets ∞
+        d = np.sqrt(np.where(diag > 0, diag, 1.0))
+        scaled = jtj[rb] / (d[:, :, None] * d[:, None, :]) + 1e-12 * eye
+        try:
+            inv = np.linalg.inv(scaled)
+        except np.linalg.LinAlgError:
+            inv = np.linalg.pinv(scaled, hermitian=True)
+        var = np.einsum("nkk->nk", inv) / d**2
+        err_u[rb] = np.where(diag > 0, np.sqrt(np.maximum(var, 0.0)), np.inf)
+    return LMResult(
+        params=p, cov=cov, chi2=chi2, ndata=ndata, model=model, at_bound=at_bound, n_iter=it, err_unbounded=err_u
+    )

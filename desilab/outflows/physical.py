@@ -16,10 +16,18 @@ Diagnostics (PyNeb labels are air wavelengths; the pipeline's line names are vac
 * ``OII``: [O II] λ3729/λ3726 → n_e;
 * ``OIII``: [O III] (λ4959 + λ5007)/λ4363 → T_e.
 
-Limits: a density ratio whose 2σ range reaches the low-density asymptote (the ratio at
-n_e = :data:`N_LOW` cm⁻³) yields an *upper* limit ``n_e < n(R − 2σ)``; one that reaches
-the high-density asymptote (ratio at :data:`N_HIGH`) a *lower* limit ``n_e > n(R + 2σ)``;
-one whose 2σ range spans both is unconstrained (flag 9, no value).
+Limits (the rule, :func:`density`): with R the observed ratio and σ its 1σ error, a ratio
+whose ±kσ interval (k = :data:`K_SIGMA` = 2 by default) reaches the low-density asymptote
+— ``R + kσ ≥ R(N_LOW)`` — yields an *upper* limit ``n_e < n(R − kσ)``; one whose interval
+reaches the high-density asymptote — ``R − kσ ≤ R(N_HIGH)`` — a *lower* limit
+``n_e > n(R + kσ)``; one whose interval reaches both is unconstrained (flag 9, no value);
+every other ratio gives a value ``n(R)`` with the range ``n(R ± kσ)``. The asymptotes are the
+ratio curve at the adopted T_e evaluated at :data:`N_LOW` = 10 cm⁻³ and :data:`N_HIGH` =
+10⁵ cm⁻³, where it is within 1 % of its n_e → 0 and n_e → ∞ limits (for [S II] at 10⁴ K:
+1.444 vs 1.454, and 0.447 vs 0.443). The test is purely statistical: a ratio that differs
+from both asymptotes by more than kσ is a measurement, whatever the density; e.g. at
+[S II] S/N ≈ 20–50 the ratio errors are 1–5 %, so n_e ≈ 1–2 × 10⁴ cm⁻³ (R ≈ 0.50–0.52,
+more than 2σ above 0.447) is measured, not a limit.
 """
 
 from __future__ import annotations
@@ -46,6 +54,8 @@ GRID_TEMS = np.arange(5000.0, 25000.0 + 1e-6, 1000.0)
 GRID_LOGN = np.round(np.arange(0.0, 6.0 + 1e-9, 0.05), 2)
 N_LOW = 10.0
 N_HIGH = 1.0e5
+#: Width (in σ of the ratio) of the interval tested against the asymptotes.
+K_SIGMA = 2.0
 T_DEFAULT = 1.0e4
 
 
@@ -125,11 +135,11 @@ def _invert_density(grid: DiagnosticGrid, tem: np.ndarray, r: np.ndarray, n_iter
 
 @dataclass
 class DensityResult:
-    """n_e [cm⁻³] per object with its 1σ range and limit flag.
+    """n_e [cm⁻³] per object with its kσ range and limit flag.
 
     ``limit`` is 0 (measured), −1 (upper limit: ``ne`` is the limit), +1 (lower limit),
-    9 (unconstrained: the 2σ range spans both asymptotes; ``ne`` NaN), or −9 (no usable
-    ratio).
+    9 (unconstrained: the kσ range spans both asymptotes; ``ne`` NaN), or −9 (no usable
+    ratio). ``ne_lo``, ``ne_hi``: densities at ``R ± kσ`` (NaN off the curve).
     """
 
     ne: np.ndarray
@@ -145,8 +155,12 @@ def density(
     diagnostic: str = "SII",
     tem: np.ndarray | float = T_DEFAULT,
     grid: DiagnosticGrid | None = None,
+    k_sigma: float = K_SIGMA,
 ) -> DensityResult:
     """Electron density from a density-sensitive doublet ratio, for many objects at once.
+
+    Limit rule (module docstring): ``R + kσ ≥ R(N_LOW)`` → upper limit ``n(R − kσ)``;
+    ``R − kσ ≤ R(N_HIGH)`` → lower limit ``n(R + kσ)``; both → unconstrained; else a value.
 
     Parameters
     ----------
@@ -158,6 +172,8 @@ def density(
         Electron temperature [K] per object or scalar (10⁴ K by default).
     grid
         A prebuilt grid (else :func:`build_grid`).
+    k_sigma
+        Half-width of the tested interval in units of *ratio_err*.
 
     Returns
     -------
@@ -171,18 +187,22 @@ def density(
     t = np.broadcast_to(np.asarray(tem, dtype=np.float64), r.shape)
     r_low = _ratio_eval(g, t, np.full(r.shape, np.log10(N_LOW)))  # ratio decreases with n (SII, OII)
     r_high = _ratio_eval(g, t, np.full(r.shape, np.log10(N_HIGH)))
+    if k_sigma < 0:
+        raise InputError(f"k_sigma must be >= 0, got {k_sigma}", parameter="k_sigma")
     ln = _invert_density(g, t, r)
-    ln_lo = _invert_density(g, t, r + 2 * e)  # higher ratio -> lower density
-    ln_hi = _invert_density(g, t, r - 2 * e)
-    both = (r + 2 * e >= r_low) & (r - 2 * e <= r_high) & np.isfinite(r)
-    upper = (r + 2 * e >= r_low) & np.isfinite(r) & ~both
-    lower = (r - 2 * e <= r_high) & np.isfinite(r) & ~upper & ~both
+    ln_lo = _invert_density(g, t, r + k_sigma * e)  # higher ratio -> lower density
+    ln_hi = _invert_density(g, t, r - k_sigma * e)
+    reach_low = r + k_sigma * e >= r_low
+    reach_high = r - k_sigma * e <= r_high
+    both = reach_low & reach_high & np.isfinite(r)
+    upper = reach_low & np.isfinite(r) & ~both
+    lower = reach_high & np.isfinite(r) & ~upper & ~both
     limit = np.zeros(r.shape, dtype=np.int16)
     limit[upper] = -1
     limit[lower] = 1
     limit[both] = 9
     ne = 10.0**ln
-    # upper limit: n(R − 2σ) (or the high end if even that is off the grid)
+    # upper limit: n(R − kσ) (or the curve's low end if even that is off the grid)
     ne = np.where(upper, 10.0 ** np.where(np.isfinite(ln_hi), ln_hi, np.log10(N_LOW)), ne)
     ne = np.where(lower, 10.0 ** np.where(np.isfinite(ln_lo), ln_lo, np.log10(N_HIGH)), ne)
     ne[both] = np.nan

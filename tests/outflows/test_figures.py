@@ -59,3 +59,15 @@ def test_fit_row_of_an_unfitted_complex_is_a_clear_error(batch) -> None:
     assert "CIV" not in batch.lines.fits
     with pytest.raises(InputError, match="CIV"):
         fg.fit_row(batch, "CIV", 0)
+
+
+def test_completeness_maps(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    n = 300
+    v, snr, e = rng.uniform(200, 2000, n), rng.uniform(5, 80, n), rng.uniform(0, 200, n)
+    det, orc = e > 30, e > 10
+    fig = fg.plot_completeness(v, snr, det, orc, e, fpr=0.006, oracle_fpr=0.005)
+    paths = fg.save(fig, tmp_path / "completeness")
+    assert all(p.exists() and p.stat().st_size > 0 for p in paths)
+    with pytest.raises(InputError, match="one shape"):
+        fg.plot_completeness(v, snr[:-1], det, orc, e, fpr=0.0, oracle_fpr=0.0)

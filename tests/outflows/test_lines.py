@@ -98,3 +98,49 @@ def test_numba_and_numpy_backends_agree() -> None:
     a = fit_complex(win, cplx, nbroad=1, wing=True, backend="numba")
     n = fit_complex(win, cplx, nbroad=1, wing=True, backend="numpy")
     np.testing.assert_allclose(a.lm.params, n.lm.params, rtol=1e-6, atol=1e-6)
+
+
+def test_wing_narrower_than_core_is_found() -> None:
+    # a shifted wing narrower than the core (σ 90 vs 220 km/s): representable since the σ
+    # excess may be negative; it must come out blueshifted, narrow, and detected
+    rng = np.random.default_rng(5)
+    b = synth_hb_oiii(40, rng, core_sigma=220.0, wing_frac=0.35, wing_v=-450.0, wing_sigma=90.0, oiii_snr=40.0)
+    c = fit_lines(b.wave, b.flux, b.ivar, b.cont, b.z, b.sig_inst, complexes=("HB_OIII",), max_broad=1).columns
+    assert c["OUTFLOW_DETECTED"].mean() >= 0.9
+    det = c["OUTFLOW_DETECTED"].astype(bool)
+    assert abs(np.median(c["OIII_OUT_V"][det]) + 450.0) < 50.0
+    assert abs(np.median(c["OIII_OUT_SIGMA"][det]) / 90.0 - 1) < 0.25
+    assert np.all(c["OIII_OUT_SIGMA"][det] >= 0)
+
+
+def test_masked_line_is_not_measured() -> None:
+    # [O III] 5007 masked (ivar = 0 over ±15 Å): its columns are NaN, 4959 is still measured
+    rng = np.random.default_rng(6)
+    b = synth_hb_oiii(8, rng, oiii_snr=40.0)
+    rest = b.wave[None, :] / (1 + b.z[:, None])
+    ivar = np.where(np.abs(rest - 5008.24) < 15.0, 0.0, b.ivar)
+    c = fit_lines(b.wave, b.flux, ivar, b.cont, b.z, b.sig_inst, complexes=("HB_OIII",), max_broad=1).columns
+    assert np.all(np.isnan(c["OIII_5007_FLUX"])) and np.all(np.isnan(c["OIII_5007_FLUX_ERR"]))
+    assert np.all(np.isfinite(c["OIII_4959_FLUX"]))
+
+
+def test_lm_per_row_bounds_and_unbounded_errors() -> None:
+    # per-row bounds (lo == hi holds a parameter); a parameter ending on a bound has no
+    # covariance error but a finite curvature error with the bound released
+    from desilab.outflows.lm import batched_lm
+
+    rng = np.random.default_rng(1)
+    b = synth_hb_oiii(6, rng, oiii_snr=40.0)
+    cplx = COMPLEXES["HB_OIII"]
+    win = prepare_window(b.wave, b.flux - b.cont, b.ivar, b.z, b.sig_inst, cplx.window)
+    f = fit_complex(win, cplx, nbroad=0)
+    m = f.model
+    iv = m.names.index("NARROW_V")
+    lo = np.tile(np.array(m.lo), (6, 1))
+    hi = np.tile(np.array(m.hi), (6, 1))
+    lo[:3, iv] = hi[:3, iv] = 120.0  # rows 0-2: core velocity held 120 km/s off
+    r = batched_lm(m, f.lm.params.copy(), win.flux, win.ivar, lo, hi)
+    assert np.all(r.params[:3, iv] == 120.0) and np.all(np.abs(r.params[3:, iv]) < 60.0)
+    assert np.all(r.chi2[:3] > f.lm.chi2[:3])
+    assert np.all(r.cov[:3, iv, iv] == 0.0) and np.all(np.isfinite(r.err_unbounded[:3, iv]))
+    assert np.all(r.err_unbounded[:3, iv] > 0)

@@ -47,6 +47,14 @@ def test_limits() -> None:
     assert r.limit[2] == 1  # at the high-density asymptote -> lower limit
     assert r.limit[3] == -9 and np.isnan(r.ne[3])
     assert r.limit[4] == 9 and np.isnan(r.ne[4])  # 2σ range spans both asymptotes: unconstrained
+    # the rule is kσ: R = 1.30 ± 0.08 reaches the low-density asymptote (1.444 at 10 cm⁻³) at 2σ
+    # but not at 1σ; R = 0.50 ± 0.02 (n_e ≈ 1.3e4) stays > 2σ above the high-density one (0.447)
+    r2 = density(np.array([1.30, 0.50, 0.50]), np.array([0.08, 0.02, 0.04]), diagnostic="SII")
+    assert list(r2.limit) == [-1, 0, 1]
+    assert 4.0 < np.log10(r2.ne[1]) < 4.3 and r2.ne_lo[1] < r2.ne[1] < r2.ne_hi[1]
+    r1 = density(np.array([1.30]), np.array([0.08]), diagnostic="SII", k_sigma=1.0)
+    assert r1.limit[0] == 0 and r1.ne[0] == pytest.approx(density(np.array([1.30]), diagnostic="SII").ne[0])
+    assert r2.ne[0] == pytest.approx(density(np.array([1.30 - 2 * 0.08]), diagnostic="SII").ne[0], rel=1e-6)
 
 
 def test_oii_and_oiii_temperature() -> None:
