@@ -160,8 +160,7 @@ def conform(
         hpx = sky_index(_column_f8(data, tdef.ra), _column_f8(data, tdef.dec))
     order = None
     if sort and hpx is not None and n > 1 and np.any(hpx[1:] < hpx[:-1]):
-        order = np.argsort(hpx, kind="stable")
-        hpx = hpx[order]
+        order, hpx = hpx_order(hpx)
     arrays, fields = [], []
     for col in columns:
         idx = by_name.get(col.name)
@@ -185,7 +184,63 @@ def conform(
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
 
 
+def hpx_order(hpx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Stable sort of ``hpx14`` values.
+
+    ``hpx14`` lies in [-1, 12·4¹⁴) ⊂ [-1, 2³²), so ``(hpx14 + 1) << 31 | row`` is a unique
+    int64 per row whose ascending order is the stable order of ``hpx14``. Sorting these
+    keys in place (numpy's SIMD sort) took 39 ms for 1M rows against 180 ms for
+    ``np.argsort(kind="stable")`` (which was ~15% of conforming a 1M-row file); other
+    inputs fall back to it.
+
+    Parameters
+    ----------
+    hpx
+        ``hpx14`` values (int64; -1 for undefined positions).
+
+    Returns
+    -------
+    order : numpy.ndarray
+        The permutation, equal to ``np.argsort(hpx, kind="stable")``.
+    values : numpy.ndarray
+        ``hpx[order]``.
+    """
+    hpx = np.asarray(hpx, dtype=np.int64)
+    n = hpx.size
+    if n >= 1 << 31 or (n and (hpx.min() < -1 or hpx.max() >= (1 << 32) - 1)):
+        order = np.argsort(hpx, kind="stable")
+        return order, hpx[order]
+    key = ((hpx + 1) << 31) | np.arange(n, dtype=np.int64)
+    key.sort()
+    return key & ((1 << 31) - 1), (key >> 31) - 1
+
+
 _TAKE_POOL: tuple[int, ThreadPoolExecutor] | None = None  # (pid that made it, pool): not across a fork
+_DICT_PROBE = 4096  # leading values looked at to guess whether a string column has few distinct values
+_DICT_MAX = 256  # ... at most this many distinct values in the probe: permute dictionary indices
+
+
+def _take(arr: pa.Array | pa.ChunkedArray, idx: pa.Array) -> pa.Array | pa.ChunkedArray:
+    """``arr.take(idx)``, cheaper for the string columns of catalogs.
+
+    Arrow's ``take`` of a string column costs ~140 ns a row (1M rows: 140 ms, as much as
+    ten numeric columns). Catalog strings mostly hold a few distinct values (survey,
+    program, spectype, ...): a constant column needs no permutation at all (6 ms to
+    check), and a low-cardinality one is dictionary-encoded, its int32 indices permuted
+    and decoded back (57 ms in all). Other columns (names, ids) use ``take``.
+    """
+    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)) or len(arr) < 2:
+        return arr.take(idx)
+    if arr.null_count == 0:
+        first = arr[0]
+        if pc.all(pc.equal(arr, first)).as_py():
+            return arr
+    probe = arr.slice(0, _DICT_PROBE)
+    if pc.count_distinct(probe, mode="all").as_py() > _DICT_MAX:
+        return arr.take(idx)
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    return pc.dictionary_encode(arr).take(idx).dictionary_decode()
 
 
 def _take_columns(arrays: list, order: np.ndarray, skip: set[int]) -> list:
@@ -202,9 +257,9 @@ def _take_columns(arrays: list, order: np.ndarray, skip: set[int]) -> list:
         if _TAKE_POOL is None or _TAKE_POOL[0] != os.getpid():
             workers = min(4, os.cpu_count() or 1)
             _TAKE_POOL = (os.getpid(), ThreadPoolExecutor(max_workers=workers, thread_name_prefix="desilab-take"))
-        taken = list(_TAKE_POOL[1].map(lambda i: arrays[i].take(idx), todo))
+        taken = list(_TAKE_POOL[1].map(lambda i: _take(arrays[i], idx), todo))
     else:
-        taken = [arrays[i].take(idx) for i in todo]
+        taken = [_take(arrays[i], idx) for i in todo]
     out = list(arrays)
     for i, a in zip(todo, taken, strict=True):
         out[i] = a
@@ -465,6 +520,11 @@ class Store(ABC):
                     f"store schema version {version}, this desilab writes version {SCHEMA_VERSION}",
                     hint="export it with the desilab that made it and import into a new store",
                 )
+
+    def _data_table(self, name: str) -> str:
+        """Where the rows of built-in table *name* are written (DuckDB keeps catalog rows
+        in a narrower table behind a view of the same name; see :mod:`~desilab.store.duckdb_store`)."""
+        return name
 
     @property
     def _p(self) -> str:
@@ -817,7 +877,7 @@ class Store(ABC):
         ids = ", ".join(str(int(i)) for i in file_ids)
         for t in TABLES.values():
             if t.kind == "catalog":
-                self._execute(f"DELETE FROM {t.name} WHERE _file_id IN ({ids})")
+                self._execute(f"DELETE FROM {self._data_table(t.name)} WHERE _file_id IN ({ids})")
         self._execute(f"DELETE FROM ingested_files WHERE file_id IN ({ids})")
 
     def ingest(self, paths: Sequence[str | Path], *, workers: int = 1, progress: Any = None, on_file: Any = None):

@@ -11,6 +11,7 @@ import pytest
 
 from desilab.errors import InputError, StoreError
 from desilab.store import TABLES, connect
+from desilab.store.base import hpx_order
 from tests.store import products as P
 
 EXPECTED = {
@@ -117,10 +118,12 @@ def test_bad_file_leaves_no_rows(store, product_dir: Path, tmp_path: Path):
 
 
 def test_failure_inside_the_transaction_rolls_back(store, product_dir: Path):
-    # Make the last table of a VoidFinder file impossible to write: the database rejects
-    # that insert after the other tables' rows went in, and everything rolls back.
-    store._execute("DROP TABLE voidfinder_holes")
-    store._execute("CREATE TABLE voidfinder_holes (catalog VARCHAR)")
+    # Make the last table of a VoidFinder file impossible to write (its catalog column an
+    # integer: the file's names cannot go in): the database rejects that insert after the
+    # other tables' rows went in, and everything rolls back.
+    target = store._data_table("voidfinder_holes")  # where its rows live (behind a view on DuckDB)
+    store._execute(f"DROP TABLE {target}")
+    store._execute(f"CREATE TABLE {target} (catalog INTEGER)")
     out = store.ingest([product_dir / "DESIVAST_BGS_VOLLIM_VoidFinder_NGC.fits"]).files[0]
     assert out.status == "failed" and "refused" in out.message, out
     for table in ("void_catalogs", "voidfinder_maximals", "ingested_files"):
@@ -196,6 +199,15 @@ def test_ingest_table_arrow(store):
         store.ingest_table("runs", t)
 
 
+def test_hpx_order_is_the_stable_argsort():
+    rng = np.random.default_rng(3)
+    hpx = rng.integers(-1, 50, 10_000)  # many ties, and -1 (undefined positions)
+    hpx[:5] = 12 * 4**14 - 1  # the largest order-14 index
+    order, values = hpx_order(hpx)
+    expect = np.argsort(hpx, kind="stable")
+    assert np.array_equal(order, expect) and np.array_equal(values, hpx[expect])
+
+
 def test_missing_store_is_a_clear_error(tmp_path: Path):
     with pytest.raises(StoreError) as e:
         connect(f"duckdb:///{tmp_path / 'nope.duckdb'}", create=False)
@@ -218,12 +230,19 @@ def test_ingest_sorts_by_hpx14_and_keeps_every_value_with_its_row(store):
             "TARGET_DEC": dec,
             "Z": z,
             "FLUX_G": rng.uniform(0, 100, n).astype(np.float32),
+            # strings of few values with NULLs, and of distinct values (the two ways conform permutes strings)
+            "OBJTYPE": pa.array(np.where(rng.random(n) < 0.1, None, rng.choice(["TGT", "SKY", "BAD"], n)), pa.string()),
+            "DESINAME": pa.array([None if i % 9 == 0 else f"DESI J{i:09d}" for i in range(n)]),
         }
     )
     assert store.ingest_table("zcatalog", t) == n
-    back = store.query("SELECT targetid, survey, z, flux_g, hpx14, _row, spectype, zwarn FROM zcatalog ORDER BY _row")
+    back = store.query(
+        "SELECT targetid, survey, objtype, desiname, z, flux_g, hpx14, _row, spectype, zwarn "
+        "FROM zcatalog ORDER BY _row"
+    )
     assert back.column("targetid").to_pylist() == t.column("TARGETID").to_pylist()
-    assert back.column("survey").to_pylist() == t.column("SURVEY").to_pylist()
+    for name in ("survey", "objtype", "desiname"):
+        assert back.column(name).to_pylist() == t.column(name.upper()).to_pylist(), name
     assert np.array_equal(back.column("z").to_numpy(), z)
     assert np.array_equal(back.column("flux_g").to_numpy(), t.column("FLUX_G").to_numpy())
     assert back.column("spectype").null_count == n and back.column("zwarn").null_count == n
