@@ -8,6 +8,10 @@
   to 100k (said so in the output: ``train_epoch_100k_s_extrapolated``);
 * reading shuffled mini-batches from an on-disk cache (``ShardStream``) vs gathering
   random rows from the memory maps (reference ``random_access``);
+* peak resident memory of training and of scoring a cache of ``--rss-n`` spectra read
+  shard by shard (``stream_train_peak_rss_mb``, ``stream_score_peak_rss_mb``) vs the same
+  steps with the cache loaded whole (reference ``memory``, ``--rss-memory-n``), each step in
+  a fresh process;
 * similarity search on ``--n-vectors`` (default 1M) 128-d vectors: for every candidate of
   ``INDEX_CANDIDATES`` (FAISS HNSW, hnswlib, usearch, FAISS IVF-Flat; ``--index-candidates``
   to choose) build time, memory, and for a sweep of query beams (efSearch / expansion /
@@ -17,7 +21,8 @@
   ``powerlaw`` (one Gaussian, the same spread) and ``uniform`` (the hard case);
   ``index.best`` names, per dataset, the fastest setting reaching recall@10 ≥ 0.95.
 
-Run: ``python bench/anomalies.py [--threads 2] [--n-vectors 1000000] [--skip-index] [--index-only]``.
+Run: ``python bench/anomalies.py [--threads 2] [--n-vectors 1000000] [--skip-index] [--index-only]
+[--rss-n 6000,12000] [--rss-memory-n 12000] [--rss-buffer-rows 1024] [--skip-rss]``.
 CUDA numbers (training and scoring) are added when a GPU is present.
 """
 
@@ -282,6 +287,115 @@ def bench_train(n: int, threads: int) -> dict:
     return out
 
 
+def _synthetic_cache(path: str, n: int, shard: int = 1000, seed: int = 6) -> None:
+    """Write *n* synthetic rest-frame spectra straight into a cache (shards of *shard* rows).
+
+    Continuum-like flux with noise and a used band of ~1900 pixels whose start follows a
+    redshift drawn per spectrum (so scoring crops as on real data); valid, unit scale.
+    """
+    from desilab.anomalies.cache import SpectrumCache
+    from desilab.anomalies.preprocess import REST_NPIX, Preprocessed
+
+    rng = np.random.default_rng(seed)
+    cache = SpectrumCache(path, create=True)
+    x = np.linspace(0.0, 1.0, REST_NPIX, dtype=np.float32)
+    for i in range(0, n, shard):
+        k = min(shard, n - i)
+        z = rng.uniform(0.5, 3.0, k)
+        start = (np.log10(3600.0 / (1 + z) / 800.0) / 2.5e-4).astype(np.int64).clip(0, REST_NPIX - 1900)
+        cols = np.arange(REST_NPIX)[None, :]
+        used = (cols >= start[:, None]) & (cols < start[:, None] + 1900)
+        snr = rng.uniform(2.0, 20.0, k).astype(np.float32)
+        ivar = np.where(used, snr[:, None] ** 2, 0.0).astype(np.float32)
+        slope = rng.normal(0.0, 0.3, k).astype(np.float32)
+        noise = rng.standard_normal((k, REST_NPIX), np.float32) / snr[:, None]
+        flux = 1.0 + slope[:, None] * (x[None, :] - 0.5) + noise
+        flux = np.where(used, flux, 0.0).astype(np.float32)
+        cache.append(
+            Preprocessed(flux, ivar, z, np.ones(k), snr.astype(np.float64), np.ones(k, bool), np.arange(i, i + k)),
+            save_manifest=False,
+        )
+    cache.save_manifest()
+
+
+_RSS_MODEL = {"latent_dim": 16, "hidden": 32, "epochs": 1, "n_estimators": 50}
+"""A small model for the memory measurement: resident memory is set by the spectra held, not the weights."""
+
+
+def _rss_child(mode: str, path: str, work: str, threads: int, buffer_rows: int) -> dict:
+    """One measured step in a fresh process: ``train`` or ``score``, from the cache streamed or loaded whole."""
+    from desilab.anomalies.cache import SpectrumCache
+    from desilab.anomalies.detector import VAEAnomalyDetector
+    from desilab.anomalies.stage import score_to_catalog, train_detector
+
+    step, how = mode.split("-")
+    cache = SpectrumCache(path)
+    t = time.perf_counter()
+    data = cache if how == "stream" else cache.load()
+    if step == "train":
+        train_detector(data, work, seed=0, threads=threads, device="cpu", buffer_rows=buffer_rows, **_RSS_MODEL)
+    else:
+        det = VAEAnomalyDetector.load(work)
+        score_to_catalog(det, data, f"{work}/out-{how}", reducer="pca")
+    return {"seconds": time.perf_counter() - t, "peak_rss_mb": _rss_mb(), "n": len(cache)}
+
+
+def bench_stream_rss(
+    ns: tuple[int, ...], memory_ns: tuple[int, ...], threads: int, buffer_rows: int | None = None
+) -> dict:
+    """Peak RSS of training (+ calibration) and of scoring a cache of *n* spectra: streamed vs loaded whole.
+
+    Each step runs in a fresh process (``ru_maxrss`` is a high-water mark), on a cache
+    written straight from synthetic spectra, with a small model (``_RSS_MODEL``, one
+    epoch): the streamed path should stay flat in *n* (one window of *buffer_rows* for
+    training, ``SCORE_ROWS`` for scoring, the post-training fits' fixed subsample, plus
+    ~1 kB per object of scores), the loaded path grows by 32 kB per spectrum (flux + ivar)
+    times its copies.
+    ``*_peak_rss_mb`` keys are for the largest *n*; per-size values are under ``rss``.
+    The base process (interpreter, torch, sklearn) is ``rss_baseline_mb``. *buffer_rows*
+    (default ``STREAM_BUFFER_ROWS``) is the training read window: the streamed peaks are
+    flat in *n* once the training rows (63% of *n*) fill a window.
+    """
+    import subprocess
+    import sys
+    import tempfile
+
+    from desilab.anomalies.stage import STREAM_BUFFER_ROWS
+
+    buffer_rows = buffer_rows or STREAM_BUFFER_ROWS
+
+    def child(args: list[str]) -> dict:
+        opts = ["--threads", str(threads), "--rss-buffer-rows", str(buffer_rows)]
+        proc = subprocess.run(
+            [sys.executable, __file__, "--rss-child", *args, *opts], capture_output=True, text=True, check=False
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"peak-RSS step {args[0]} failed:\n{proc.stderr[-3000:]}")
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    res: dict = {"rss": {}, "stream_rss_buffer_rows": buffer_rows}
+    with tempfile.TemporaryDirectory() as tmp:
+        res["rss_baseline_mb"] = child(["baseline", tmp, tmp])["peak_rss_mb"]
+        for n in sorted(set(ns) | set(memory_ns)):
+            cache = f"{tmp}/cache{n}"
+            _synthetic_cache(cache, n)
+            row: dict = {"cache_mb": n * 4000 * 8 / 2**20}
+            for how in ("stream",) * (n in ns) + ("memory",) * (n in memory_ns):
+                work = f"{tmp}/model{n}-{how}"
+                for step in ("train", "score"):
+                    r = child([f"{step}-{how}", cache, work])
+                    row[f"{how}_{step}_peak_rss_mb"] = r["peak_rss_mb"]
+                    row[f"{how}_{step}_s"] = r["seconds"]
+            res["rss"][str(n)] = row
+    for how, sizes in (("stream", ns), ("memory", memory_ns)):
+        if sizes:
+            top = res["rss"][str(max(sizes))]
+            res[f"{how}_train_peak_rss_mb"] = top[f"{how}_train_peak_rss_mb"]
+            res[f"{how}_score_peak_rss_mb"] = top[f"{how}_score_peak_rss_mb"]
+            res[f"{how}_rss_n"] = max(sizes)
+    return res
+
+
 def latent_like(n: int, d: int, kind: str, seed: int) -> np.ndarray:
     """Synthetic 128-d "latents": ``mixture`` (realistic), ``powerlaw`` or ``uniform`` (the hard case).
 
@@ -497,8 +611,24 @@ def main() -> None:
         help="candidates built on the uniform set (default: the default index only; '' = all)",
     )
     ap.add_argument("--index-only", action="store_true")
+    ap.add_argument("--rss-n", default="6000,12000", help="cache sizes for the streamed peak-RSS measurement")
+    ap.add_argument("--rss-memory-n", default="12000", help="cache sizes for the loaded-whole peak-RSS measurement")
+    ap.add_argument(
+        "--rss-buffer-rows", type=int, default=1024, help="training read window of the streamed RSS measurement"
+    )
+    ap.add_argument("--skip-rss", action="store_true")
+    ap.add_argument("--rss-child", nargs=3, metavar=("MODE", "CACHE", "WORK"), help=argparse.SUPPRESS)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+    if a.rss_child:
+        mode, cache, work = a.rss_child
+        if mode == "baseline":
+            import desilab.anomalies.stage  # noqa: F401 - the imports a measured step pays
+
+            print(json.dumps({"peak_rss_mb": _rss_mb()}))
+        else:
+            print(json.dumps(_rss_child(mode, cache, work, a.threads, a.rss_buffer_rows)))
+        return
     out: dict = {"threads": a.threads, "cuda": torch.cuda.is_available()}
     if not a.index_only:
         out.update(bench_preprocess(a.n_pre))
@@ -511,6 +641,11 @@ def main() -> None:
         print(json.dumps(out), flush=True)
         for th in sorted({1, a.threads}):  # 1 thread too: OpenMP teams on busy shared cores can be far slower
             out.update({f"{k}_threads{th}": v for k, v in bench_train_stream(th).items()})
+            print(json.dumps(out), flush=True)
+        if not a.skip_rss:
+            ns = tuple(int(x) for x in a.rss_n.split(",") if x)
+            mem = tuple(int(x) for x in a.rss_memory_n.split(",") if x)
+            out.update(bench_stream_rss(ns, mem, a.threads, a.rss_buffer_rows))
             print(json.dumps(out), flush=True)
     if not a.skip_index:
         out["index"] = bench_index(

@@ -3,7 +3,8 @@
 Layout::
 
     CACHE/manifest.json            {"format": "desilab-anomaly-cache", "version": 1,
-                                    "npix": 4000, "grid": {...}, "shards": [{"name", "rows"}]}
+                                    "grid": {...}, "inputs": fingerprint,
+                                    "shards": [{"name", "rows", "source"}]}
     CACHE/shard_000000/flux.npy    (rows, 4000) float32
     CACHE/shard_000000/ivar.npy    (rows, 4000) float32  (weights included)
     CACHE/shard_000000/{z,scale,snr}.npy float64, valid.npy bool, targetid.npy int64
@@ -113,6 +114,19 @@ class SpectrumCache:
         if save_manifest:
             self._save()
         return name
+
+    @property
+    def inputs(self) -> str | None:
+        """Fingerprint of the inputs the cache was built from (None when not recorded)."""
+        return self.manifest.get("inputs")
+
+    def reset(self, inputs: str | None = None) -> None:
+        """Drop every shard and start empty, recording the fingerprint *inputs* of what will be cached."""
+        for entry in self.manifest["shards"]:
+            shutil.rmtree(self.path / entry["name"], ignore_errors=True)
+        self.manifest["shards"] = []
+        self.manifest["inputs"] = inputs
+        self._save()
 
     def save_manifest(self) -> None:
         """Write the manifest (atomically): after :meth:`append` calls with ``save_manifest=False``."""

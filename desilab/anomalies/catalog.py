@@ -40,8 +40,8 @@ COLUMN_DOCS: dict[str, tuple[str, str]] = {
     "IFOREST": ("", "Isolation Forest score_samples on the latent means; HIGHER = MORE NORMAL"),
     "ENSEMBLE": (
         "",
-        "max of CHI2_PIX, SCAN, -ELBO, -IFOREST, each scaled so that the training median is 0 and its 99th"
-        " percentile 1; HIGHER = MORE ANOMALOUS",
+        "max over SCAN and -IFOREST of -ln(tail probability among the training spectra; exponential"
+        " tail beyond them); HIGHER = MORE ANOMALOUS",
     ),
     "P_CHI2_PIX": ("", "conformal p-value of CHI2_PIX in its S/N x redshift bin; SMALL = ANOMALOUS"),
     "P_SCAN": ("", "conformal p-value of SCAN; SMALL = ANOMALOUS"),

@@ -9,6 +9,9 @@ occurrence (files in sorted order).
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -20,7 +23,16 @@ from desilab.anomalies.cache import SpectrumCache
 from desilab.anomalies.preprocess import Preprocessed, preprocess
 from desilab.errors import InputError
 
-__all__ = ["build_cache", "files_from_store", "find_coadds", "preprocess_coadd", "sample_sky_labels"]
+__all__ = [
+    "build_cache",
+    "files_from_store",
+    "find_coadds",
+    "inputs_fingerprint",
+    "preprocess_coadd",
+    "sample_sky_labels",
+]
+
+log = logging.getLogger("desilab.anomalies")
 
 
 def find_coadds(folder: str | os.PathLike[str]) -> list[Path]:
@@ -83,8 +95,11 @@ def build_cache(
     preprocessed files is in memory (never the whole set). Deterministic (no random
     draws; results in file order). Resumable: every shard records its source file, and a
     cache that already holds some of *files* (an interrupted build) continues with the
-    others (a cache is meant for one selection: do not change the rows between runs).
-    One spectrum per object: a TARGETID already in the cache is dropped.
+    others. Reused: the manifest records a fingerprint of the inputs
+    (:func:`inputs_fingerprint`: file names, sizes, modification times, selected rows, and
+    those of the redrock files beside them); a cache built from other inputs is emptied and
+    rebuilt, one built from the same inputs is returned as it is (after finishing an
+    interrupted build). One spectrum per object: a TARGETID already in the cache is dropped.
 
     Parameters
     ----------
@@ -108,6 +123,11 @@ def build_cache(
         path, rows = (str(f[0]), f[1]) if isinstance(f, tuple) else (str(f), None)
         items.setdefault(path, None if rows is None else np.asarray(rows, dtype=np.int64))
     cache = SpectrumCache(cache_dir, create=True)
+    fp = inputs_fingerprint(items)
+    if cache.inputs != fp:
+        if cache.n_shards:
+            log.info("anomaly cache %s was built from other inputs: rebuilding it", cache.path)
+        cache.reset(fp)
     done = {s for s in cache.sources if s is not None}
     pos = {f: j for j, f in enumerate(items)}
     todo = [f for f in items if f not in done]
@@ -128,6 +148,30 @@ def build_cache(
         if progress is not None:
             progress(n_done, len(items))
     return cache
+
+
+def inputs_fingerprint(items: dict[str, np.ndarray | None]) -> str:
+    """SHA-256 of what a cache is built from: per file (in order) its name, size and mtime, the rows read,
+    and the same of the ``redrock-*`` file beside it (the redshifts the spectra are de-redshifted with)."""
+    from desilab.io.coadd import redrock_path_for
+
+    h = hashlib.sha256()
+    for path, rows in items.items():
+        stats = []
+        for p in (Path(path), _redrock_or_none(path, redrock_path_for)):
+            if p is not None and p.exists():
+                st = p.stat()
+                stats.append([str(p), st.st_size, st.st_mtime_ns])
+        rows_hash = None if rows is None else hashlib.sha256(np.asarray(rows, np.int64).tobytes()).hexdigest()
+        h.update(json.dumps([path, stats, rows_hash]).encode())
+    return h.hexdigest()
+
+
+def _redrock_or_none(path: str, locate: Any) -> Path | None:
+    try:
+        return locate(path)
+    except InputError:  # not a coadd-*/spectra-* name: no redrock file beside it
+        return None
 
 
 def files_from_store(store: Any, where: str | None = None) -> list[tuple[str, np.ndarray]]:

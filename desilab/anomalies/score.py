@@ -9,8 +9,8 @@ Sign conventions (every score column of the catalog states its sign, see ``docs/
 * ``ELBO`` — evidence lower bound per used pixel; **higher = more normal**.
 * ``IFOREST`` — scikit-learn ``IsolationForest.score_samples`` on the latent means;
   **higher = more normal**.
-* ``ENSEMBLE`` — maximum of the four components, each turned into "higher = more anomalous"
-  and scaled so that the *training* spectra's median is 0 and 99th percentile 1;
+* ``ENSEMBLE`` — maximum over ``SCAN`` and ``IFOREST`` (anomalous-positive) of
+  ``−log`` of their tail probability among the *training* spectra (:class:`TailReference`);
   **higher = more anomalous**.
 * p-values — small = anomalous.
 
@@ -35,6 +35,7 @@ from desilab.errors import InputError
 __all__ = [
     "LINE_REGIONS",
     "BinnedConformal",
+    "TailReference",
     "benjamini_hochberg",
     "conformal_pvalues",
     "driving_regions",
@@ -167,6 +168,80 @@ class BinnedConformal:
         obj = cls(n_snr, n_z, mpb)
         obj.snr_edges_, obj.z_edges_, obj.pooled_ = d["snr_edges"], d["z_edges"], d["pooled"]
         obj.cal_ = {k: d[f"cal_{k}"] for k in range(n_snr * n_z)}
+        return obj
+
+
+@dataclass(eq=False)
+class TailReference:
+    """Tail probability of a score against a reference sample of normal objects, extrapolated beyond it.
+
+    ``p(s) = (1 + #{ref ≥ s}) / (n + 1)`` inside the sample; above the threshold ``u``
+    (the value exceeded by the ``k = max(min_tail, tail_frac · n)`` largest reference
+    scores) the exceedances are modelled as exponential with the mean excess of those
+    ``k``: ``p(s) = (k + 1)/(n + 1) · exp(−(s − u)/scale)`` (the smaller of the two is
+    taken, so ``p`` never increases with ``s``). ``−log p`` puts scores with different
+    tails on one scale — the one on which the ensemble takes its maximum. These are *not*
+    the published p-values: the reference sample is the training set, and the ensemble
+    score built from them is calibrated conformally on held-out spectra like any score.
+
+    Parameters
+    ----------
+    tail_frac
+        Fraction of the reference sample used to fit the exponential tail.
+    min_tail
+        Fewest reference scores in the tail fit.
+    """
+
+    tail_frac: float = 0.02
+    min_tail: int = 10
+    ref_: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    u_: float = 0.0
+    scale_: float = 1.0
+    k_: int = 0
+
+    def fit(self, scores: np.ndarray) -> TailReference:
+        """Store the sorted finite reference scores (higher = more anomalous) and fit the tail."""
+        x = np.asarray(scores, dtype=np.float64)
+        x = np.sort(x[np.isfinite(x)])
+        if x.size < 2 * self.min_tail:
+            raise InputError(f"need at least {2 * self.min_tail} reference scores, got {x.size}", parameter="scores")
+        k = max(self.min_tail, int(self.tail_frac * x.size))
+        self.ref_, self.k_ = x, k
+        self.u_ = float(x[x.size - k - 1])
+        self.scale_ = max(float(np.mean(x[x.size - k :] - self.u_)), 1e-12)
+        return self
+
+    def neg_log_p(self, scores: np.ndarray) -> np.ndarray:
+        """``−log p`` of *scores* (NaN stays NaN)."""
+        s = np.asarray(scores, dtype=np.float64)
+        n = self.ref_.size
+        n_ge = n - np.searchsorted(self.ref_, s, side="left")
+        lp = np.log((1.0 + n_ge) / (n + 1.0))
+        with np.errstate(invalid="ignore"):
+            lt = np.log((self.k_ + 1.0) / (n + 1.0)) - (s - self.u_) / self.scale_
+            out = -np.where(s > self.u_, np.minimum(lp, lt), lp)
+        return np.where(np.isnan(s), np.nan, out)
+
+    def __eq__(self, other: object) -> bool:
+        """Equal when fitted to the same reference scores with the same settings."""
+        if not isinstance(other, TailReference):
+            return NotImplemented
+        mine = (self.tail_frac, self.min_tail, self.u_, self.scale_, self.k_)
+        theirs = (other.tail_frac, other.min_tail, other.u_, other.scale_, other.k_)
+        return mine == theirs and np.array_equal(self.ref_, other.ref_)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def to_dict(self) -> dict:
+        """Arrays for saving (np.savez)."""
+        return {"ref": self.ref_, "params": np.array([self.tail_frac, self.min_tail, self.u_, self.scale_, self.k_])}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TailReference:
+        """Inverse of :meth:`to_dict`."""
+        tail_frac, min_tail, u, scale, k = (float(v) for v in d["params"])
+        obj = cls(tail_frac, int(min_tail))
+        obj.ref_, obj.u_, obj.scale_, obj.k_ = np.asarray(d["ref"], np.float64), u, scale, int(k)
         return obj
 
 

@@ -1,5 +1,11 @@
 """Drivers: train a detector on a cache, score a cache into the catalog, and the ``desilab run`` stage.
 
+Given the on-disk cache (what the stage and the CLI pass), training, calibration and
+scoring read it shard by shard through :class:`~desilab.anomalies.stream.ShardStream`:
+memory holds one read window of spectra (``STREAM_BUFFER_ROWS`` for training,
+``SCORE_ROWS`` for scoring) plus a few numbers per object, never the set. In-memory
+:class:`~desilab.anomalies.preprocess.Preprocessed` inputs are accepted too (small runs, tests).
+
 Split of the objects (seeded): ``train`` (70%) fits the VAE and the latent forest,
 ``calibration`` (15%) holds the conformal calibration sets, ``test`` (15%) only scored.
 Every object is scored and gets p-values; they are exact conformal p-values for ``test``
@@ -24,6 +30,7 @@ from desilab.anomalies.catalog import build_catalog, write_catalog
 from desilab.anomalies.detector import COMPONENTS, SCAN_LABELS, VAEAnomalyDetector
 from desilab.anomalies.preprocess import Preprocessed, rest_grid
 from desilab.anomalies.score import benjamini_hochberg, driving_regions
+from desilab.anomalies.stream import SCORE_ROWS, RowView, ShardStream, concat_scores, iter_scores
 from desilab.errors import InputError
 from desilab.run.stage import Check, RunContext, Stage, StageResult
 
@@ -32,6 +39,12 @@ __all__ = ["AnomaliesStage", "calibration_bins", "score_to_catalog", "split_role
 log = logging.getLogger("desilab.anomalies")
 
 SCALE_EPOCHS = {"tiny": 12, "small": 40, "full": 60}
+STREAM_BUFFER_ROWS = 8192
+"""Spectra of one training read window (flux + ivar: 8192 x 4000 x 8 B = 262 MB): the memory bound of
+training from the cache, whatever its size."""
+STREAM_CHUNK_ROWS = 256
+"""Rows of one contiguous cache read: a training batch mixes rows of ~32 random places of the cache."""
+_REGION_ROWS = 512
 
 
 def split_roles(n: int, seed: int, fractions: tuple[float, float] = (0.70, 0.15)) -> np.ndarray:
@@ -55,37 +68,132 @@ def calibration_bins(n_cal: int) -> int:
     return int(np.clip(np.floor(np.sqrt(n_cal / 1000.0)), 1, 3))
 
 
+def _role_masks(cache: SpectrumCache, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(roles of the valid rows in cache order, their global row numbers): the in-memory split of the same rows."""
+    rows = np.nonzero(cache.column("valid"))[0]
+    return split_roles(rows.size, seed), rows
+
+
+def _select(n: int, rows: np.ndarray) -> np.ndarray:
+    m = np.zeros(n, dtype=bool)
+    m[rows] = True
+    return m
+
+
 def train_detector(
-    data: Preprocessed, model_dir: str | os.PathLike[str], *, seed: int = 0, progress: Any = None, **params: Any
+    data: Preprocessed | SpectrumCache,
+    model_dir: str | os.PathLike[str],
+    *,
+    seed: int = 0,
+    progress: Any = None,
+    buffer_rows: int = STREAM_BUFFER_ROWS,
+    **params: Any,
 ) -> tuple[VAEAnomalyDetector, np.ndarray]:
     """Fit + calibrate a detector on *data* (invalid rows dropped) and save it with its split.
+
+    Parameters
+    ----------
+    data
+        Spectra in memory, or the on-disk cache: then training, the post-training fits
+        and the calibration read it shard by shard (:class:`~desilab.anomalies.stream.ShardStream`)
+        holding at most *buffer_rows* spectra at once, whatever its size.
+    model_dir
+        Folder for the model, its checkpoint and the split.
+    seed
+        Seed of the split and of every draw.
+    progress
+        Called with (epoch, epochs).
+    buffer_rows
+        Rows of one read window of the cache (the memory bound of the streaming path).
+    **params
+        :class:`~desilab.anomalies.detector.VAEAnomalyDetector` parameters.
 
     Returns
     -------
     detector, roles
-        The fitted detector and the role of each valid row.
+        The fitted detector and the role of each valid row (cache order).
     """
-    valid = np.asarray(data.valid, bool)
-    data = data.subset(valid)
-    if len(data) < 40:
-        raise InputError(f"need at least 40 valid spectra to train and calibrate, got {len(data)}", parameter="data")
-    roles = split_roles(len(data), seed)
     model_dir = Path(model_dir)
+    if isinstance(data, SpectrumCache):
+        roles, rows = _role_masks(data, seed)
+        if rows.size < 40:
+            raise InputError(
+                f"need at least 40 valid spectra to train and calibrate, got {rows.size}", parameter="data"
+            )
+        n = len(data)
+        kw = {"buffer_rows": buffer_rows, "chunk_rows": min(STREAM_CHUNK_ROWS, buffer_rows)}
+        train: Any = ShardStream(data, select=_select(n, rows[roles == "train"]), **kw)
+        cal: Any = ShardStream(data, select=_select(n, rows[roles == "calibration"]), shuffle=False, **kw)
+        targetid = data.column("targetid")[rows]
+    else:
+        data = data.subset(np.asarray(data.valid, bool))
+        if len(data) < 40:
+            raise InputError(
+                f"need at least 40 valid spectra to train and calibrate, got {len(data)}", parameter="data"
+            )
+        roles = split_roles(len(data), seed)
+        train, cal, targetid = data.subset(roles == "train"), data.subset(roles == "calibration"), data.targetid
     model_dir.mkdir(parents=True, exist_ok=True)
     det = VAEAnomalyDetector(random_state=seed, checkpoint=str(model_dir / "checkpoint.pt"), **params)
-    det.fit(data.subset(roles == "train"), progress=progress)
+    det.fit(train, progress=progress)
     n_cal = int((roles == "calibration").sum())
     nb = calibration_bins(n_cal)
-    det.calibrate(data.subset(roles == "calibration"), n_snr=nb, n_z=nb, min_per_bin=max(10, n_cal // (2 * nb * nb)))
+    det.calibrate(cal, n_snr=nb, n_z=nb, min_per_bin=max(10, n_cal // (2 * nb * nb)))
     det.save(model_dir)
-    np.save(model_dir / "split_targetid.npy", data.targetid)
+    np.save(model_dir / "split_targetid.npy", targetid)
     np.save(model_dir / "split_role.npy", roles.astype("U11"))
     return det, roles
 
 
+def _score_stream(det: VAEAnomalyDetector, st: ShardStream, out_dir: Path) -> tuple[Any, list[str], Preprocessed]:
+    """Score *st* shard by shard: per-row scores and residual-map regions kept, latents written to disk.
+
+    Returns the scores (latents memory-mapped from ``latents.npy``, reconstructions and
+    residual maps as per-row views recomputed on access), the driving regions, and a
+    row view of the spectra (flux and ivar read from the cache on access).
+    """
+    grid = rest_grid()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lat_path = out_dir / "latents.npy"
+    tmp = out_dir / ".latents.npy.tmp"
+    n = st.n_rows
+    lat = None
+    parts, regions, k = [], [], 0
+    for b, sc in iter_scores(det, st, keep_resid=True):
+        if lat is None:
+            lat = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, sc.latent.shape[1]))
+        m = len(b.data)
+        lat[k : k + m] = sc.latent
+        z = np.asarray(b.data.z)
+        for i in range(0, m, _REGION_ROWS):  # driving_regions makes float64 temporaries of its rows
+            regions.extend(driving_regions(sc.resid2[i : i + _REGION_ROWS], grid, z[i : i + _REGION_ROWS]))
+        sc.latent = sc.resid2 = sc.recon = None  # the (m, npix) maps go with the batch
+        parts.append(sc)
+        k += m
+        del b, sc  # before the next window is read: one window resident at a time
+    if lat is None:
+        raise InputError("no valid spectra to score", parameter="data")
+    lat.flush()
+    del lat
+    os.replace(tmp, lat_path)
+    scores = concat_scores(parts)
+    scores.latent = np.load(lat_path, mmap_mode="r")
+    scores.recon, scores.resid2 = RowView(st, "recon", det), RowView(st, "resid2", det)
+    data = Preprocessed(
+        RowView(st, "flux"),  # row-indexable views, never the whole (n, npix) arrays
+        RowView(st, "ivar"),
+        st.z,
+        st.column("scale"),
+        st.snr,
+        np.ones(n, dtype=bool),
+        st.targetid,
+    )
+    return scores, regions, data
+
+
 def score_to_catalog(
     det: VAEAnomalyDetector,
-    data: Preprocessed,
+    data: Preprocessed | SpectrumCache,
     out_dir: str | os.PathLike[str],
     *,
     q: float = 0.05,
@@ -96,21 +204,38 @@ def score_to_catalog(
 ) -> dict[str, Any]:
     """Score *data*, compute p/q-values, cluster the flagged objects and write the catalog.
 
+    *data* in memory, or the on-disk cache: then it is scored shard by shard (at most
+    :data:`~desilab.anomalies.stream.SCORE_ROWS` spectra and their residual maps at once),
+    the latents are written to ``latents.npy`` as they come, and only the per-object
+    scores and regions are held (≈ 1 kB per object). *roles* is per valid row (cache order).
+
     Returns
     -------
     dict
-        ``paths`` (fits, parquet, latents), ``scores`` (:class:`Scores`), ``table`` and a
-        ``summary``.
+        ``paths`` (fits, parquet, latents), ``scores`` (:class:`Scores`), ``table``,
+        ``data`` and a ``summary``. From a cache, ``data.flux`` / ``data.ivar`` and
+        ``scores.recon`` / ``scores.resid2`` are row views (:class:`~desilab.anomalies.stream.RowView`):
+        ``x[i]`` reads or recomputes row *i*.
     """
     from desilab.anomalies.cluster import cluster_latents
 
-    valid = np.asarray(data.valid, bool)
-    data = data.subset(valid)
-    roles = np.full(len(data), "test", dtype=object) if roles is None else np.asarray(roles, dtype=object)[valid]
-    sc = det.score(data, keep_resid=True)
+    out = Path(out_dir)
+    lat_path = out / "latents.npy"
+    if isinstance(data, SpectrumCache):
+        st = ShardStream(data, shuffle=False, batch_size=SCORE_ROWS, buffer_rows=SCORE_ROWS, chunk_rows=SCORE_ROWS)
+        n_all = st.n_rows
+        if roles is not None and len(roles) != n_all:
+            raise InputError(f"roles has {len(roles)} entries, the cache {n_all} valid rows", parameter="roles")
+        roles = np.full(n_all, "test", dtype=object) if roles is None else np.asarray(roles, dtype=object)
+        sc, regions, data = _score_stream(det, st, out)
+    else:
+        valid = np.asarray(data.valid, bool)
+        data = data.subset(valid)
+        roles = np.full(len(data), "test", dtype=object) if roles is None else np.asarray(roles, dtype=object)[valid]
+        sc = det.score(data, keep_resid=True)
+        regions = driving_regions(sc.resid2, rest_grid(), np.asarray(data.z))
     p = det.pvalues(sc, data.snr, data.z)
     rej, qv = benjamini_hochberg(p["ENSEMBLE"], q)
-    regions = driving_regions(sc.resid2, rest_grid(), np.asarray(data.z))
     cluster = np.full(len(data), -1, dtype=np.int32)
     exemplar = np.zeros(len(data), dtype=np.int16)
     n_flag = int(rej.sum())
@@ -142,9 +267,9 @@ def score_to_catalog(
     table = build_catalog(cols)
     keys = {"FDR_Q": q, "NOBJ": len(data), "NFLAG": n_flag, "GRID": "log 800A 2.5e-4 dex 4000px", **(keywords or {})}
     paths = write_catalog(table, out_dir, keys)
-    lat_path = Path(out_dir) / "latents.npy"
-    np.save(lat_path, sc.latent.astype(np.float32))
-    np.save(Path(out_dir) / "latents_targetid.npy", np.asarray(data.targetid, np.int64))
+    if not isinstance(sc.latent, np.memmap):  # the streaming path wrote it as it went
+        np.save(lat_path, sc.latent.astype(np.float32))
+    np.save(out / "latents_targetid.npy", np.asarray(data.targetid, np.int64))
     normal = ~rej
     summary = {
         "n_scored": len(data),
@@ -165,7 +290,7 @@ class AnomaliesStage(Stage):
     outputs = ("anomaly_catalog", "anomaly_model")
 
     def run(self, ctx: RunContext) -> StageResult:
-        """Cache → train → score → catalog + figures."""
+        """Cache → train → score → catalog + figures, never holding all spectra in memory."""
         from desilab.anomalies.data import build_cache, find_coadds, sample_sky_labels
         from desilab.anomalies.figures import make_figures
 
@@ -173,18 +298,15 @@ class AnomaliesStage(Stage):
         base = ctx.path("anomalies", "x").parent
         cache_dir = base / "cache"
         files = find_coadds(sky)
-        cache = (
-            build_cache(files, cache_dir, executor=ctx.executor)
-            if not (cache_dir / "manifest.json").exists()
-            else SpectrumCache(cache_dir)
-        )
-        data = cache.load()
+        # written once; a re-run with the same input files reuses it (an interrupted build resumes)
+        cache = build_cache(files, cache_dir, executor=ctx.executor)
         epochs = SCALE_EPOCHS.get(ctx.scale, 40)
         model_dir = base / "model"
-        det, roles = train_detector(data, model_dir, seed=ctx.settings.seed, epochs=epochs, threads=2)
+        # training, calibration and scoring read the cache shard by shard (bounded memory)
+        det, roles = train_detector(cache, model_dir, seed=ctx.settings.seed, epochs=epochs, threads=2)
         res = score_to_catalog(
             det,
-            data,
+            cache,
             base,
             roles=roles,
             seed=ctx.settings.seed,

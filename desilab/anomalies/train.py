@@ -19,6 +19,12 @@ epoch number alone, so a resumed run follows the same schedule. Without the deca
 validation loss of a 1500-spectrum run still jumps by ±50% between epochs at epoch 25.
 
 On CUDA, the forward pass runs under bfloat16 autocast (mixed precision); on CPU in float32.
+
+Data: in-memory arrays (moved to the device once; batches from a global permutation drawn
+from the training generator), or a :class:`~desilab.anomalies.stream.ShardStream` over the
+on-disk cache (one read window in memory; batches from its block shuffle, whose order is a
+pure function of (seed, epoch), so resuming needs no extra state). The two paths hold out
+the same validation rows but do not share a batch order (see ``_StreamSource``).
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from __future__ import annotations
 import math
 import os
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +42,7 @@ import torch
 
 from desilab.anomalies.model import SpectrumVAE, gaussian_terms, kl_divergence
 from desilab.anomalies.preprocess import Preprocessed
+from desilab.anomalies.stream import ShardStream
 from desilab.errors import InputError
 from desilab.io.fits import atomic_output
 
@@ -148,7 +155,8 @@ def _loss(
 
 
 @torch.no_grad()
-def _val_loss(model: SpectrumVAE, f: torch.Tensor, iv: torch.Tensor, beta: float, bs: int, amp: bool) -> float:
+def _val_sum(model: SpectrumVAE, f: torch.Tensor, iv: torch.Tensor, beta: float, bs: int, amp: bool) -> float:
+    """Sum over the rows of *f* of the per-pixel loss at full β and mean latents (validation)."""
     model.eval()
     tot = 0.0
     for i in range(0, f.shape[0], bs):
@@ -159,11 +167,107 @@ def _val_loss(model: SpectrumVAE, f: torch.Tensor, iv: torch.Tensor, beta: float
         kl = kl_divergence(mu.float(), logvar.float())
         tot += float(((-loglik + beta * kl) / model.npix).sum())
     model.train()
-    return tot / max(f.shape[0], 1)
+    return tot
+
+
+def _val_loss(model: SpectrumVAE, f: torch.Tensor, iv: torch.Tensor, beta: float, bs: int, amp: bool) -> float:
+    return _val_sum(model, f, iv, beta, bs, amp) / max(f.shape[0], 1)
+
+
+def _split(n: int, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(validation, training) positions among *n* valid rows: the first ``val_fraction`` of a seeded permutation."""
+    split = np.random.default_rng(cfg.seed).permutation(n)
+    n_val = max(1, round(cfg.val_fraction * n))
+    return split[:n_val], split[n_val:]
+
+
+class _MemorySource:
+    """Training and validation batches from in-memory arrays (moved to the device once)."""
+
+    def __init__(self, data: Preprocessed, cfg: TrainConfig, device: torch.device) -> None:
+        valid = np.asarray(data.valid, dtype=bool)
+        self.n = int(valid.sum())
+        if self.n < 10:
+            raise InputError(f"need at least 10 valid training spectra, got {self.n}", parameter="data")
+        flux = torch.from_numpy(np.ascontiguousarray(np.asarray(data.flux)[valid], dtype=np.float32)).to(device)
+        ivar = torch.from_numpy(np.ascontiguousarray(np.asarray(data.ivar)[valid], dtype=np.float32)).to(device)
+        self.npix = int(flux.shape[1])
+        val, tr = _split(self.n, cfg)
+        val_idx, tr_idx = torch.from_numpy(val).to(device), torch.from_numpy(tr).to(device)
+        self.f_val, self.iv_val = flux[val_idx], ivar[val_idx]
+        self.f_tr, self.iv_tr = flux[tr_idx], ivar[tr_idx]
+        self.cfg, self.device = cfg, device
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "memory", "n": self.n}
+
+    def train_batches(self, epoch: int, gen: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        # a global permutation drawn from the training generator (its state is checkpointed)
+        perm = torch.randperm(self.f_tr.shape[0], generator=gen, device=self.device)
+        for i in range(0, perm.numel(), self.cfg.batch_size):
+            b = perm[i : i + self.cfg.batch_size]
+            yield self.f_tr[b], self.iv_tr[b]
+
+    def val_loss(self, model: SpectrumVAE, beta: float, amp: bool) -> float:
+        return _val_loss(model, self.f_val, self.iv_val, beta, self.cfg.batch_size, amp)
+
+
+class _StreamSource:
+    """Training and validation batches read from the cache, one window at a time.
+
+    The validation rows follow the in-memory rule (the first ``val_fraction`` of a
+    permutation seeded by ``cfg.seed`` of the valid selected rows, in cache order), so the
+    same rows hold out the same spectra either way. Training batches come from a
+    :class:`~desilab.anomalies.stream.ShardStream` block shuffle seeded by ``cfg.seed``:
+    its order is a pure function of (seed, epoch, cache, selection), so a resumed run sees
+    the batches an uninterrupted one does without any extra saved state. That order is not
+    the in-memory path's global permutation (which needs random access to every row), so
+    the two paths train on the same rows in a different batch order and end with
+    different (equally valid) weights; everything after training is identical given the
+    weights.
+    """
+
+    def __init__(self, stream: ShardStream, cfg: TrainConfig, device: torch.device) -> None:
+        valid = stream.mask & stream.cache.column("valid")
+        rows = np.nonzero(valid)[0]
+        self.n = int(rows.size)
+        if self.n < 10:
+            raise InputError(f"need at least 10 valid training spectra, got {self.n}", parameter="data")
+        val, _ = _split(self.n, cfg)
+        val_mask = np.zeros(valid.size, dtype=bool)
+        val_mask[rows[val]] = True
+        self.train = stream.derive(
+            select=valid & ~val_mask, batch_size=cfg.batch_size, seed=cfg.seed, shuffle=True, drop_last=False
+        )
+        # validation: one batch per read window (no copy), cut into cfg.batch_size by _val_sum
+        self.val = stream.derive(select=val_mask, batch_size=stream.buffer_rows, shuffle=False, drop_last=False)
+        self.npix = stream.npix
+        self.cfg, self.device = cfg, device
+
+    def describe(self) -> dict[str, Any]:
+        t = self.train
+        return {"kind": "stream", "n": self.n, "buffer_rows": t.buffer_rows, "chunk_rows": t.chunk_rows}
+
+    def _tensors(self, data: Preprocessed) -> tuple[torch.Tensor, torch.Tensor]:
+        f = torch.from_numpy(np.ascontiguousarray(data.flux, dtype=np.float32))
+        iv = torch.from_numpy(np.ascontiguousarray(data.ivar, dtype=np.float32))
+        return f.to(self.device), iv.to(self.device)
+
+    def train_batches(self, epoch: int, gen: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for b in self.train.epoch(epoch):
+            yield self._tensors(b.data)
+
+    def val_loss(self, model: SpectrumVAE, beta: float, amp: bool) -> float:
+        tot = 0.0
+        for b in self.val.epoch(0):
+            f, iv = self._tensors(b.data)
+            tot += _val_sum(model, f, iv, beta, self.cfg.batch_size, amp)
+            del b, f, iv  # before the next window is read: one window resident at a time
+        return tot / self.val.n_rows
 
 
 def train_vae(
-    data: Preprocessed,
+    data: Preprocessed | ShardStream,
     config: TrainConfig | None = None,
     *,
     checkpoint: str | os.PathLike[str] | None = None,
@@ -176,8 +280,14 @@ def train_vae(
     Parameters
     ----------
     data
-        Training spectra (invalid rows are dropped); a validation split of
-        ``config.val_fraction`` is drawn from them with ``config.seed``.
+        Training spectra (invalid rows are dropped): in memory, or a
+        :class:`~desilab.anomalies.stream.ShardStream` over the on-disk cache (its
+        selected rows; its ``buffer_rows`` and ``chunk_rows`` set the memory bound and
+        the shuffle granularity, its batch size and seed are replaced by the config's).
+        A validation split of ``config.val_fraction`` is drawn from them with
+        ``config.seed``. The stream path holds one read window of rows in memory
+        (``buffer_rows``), never the set; its batch order is a block shuffle, so it does
+        not reproduce the in-memory path's weights (see ``_StreamSource``).
     config
         Hyperparameters.
     checkpoint
@@ -198,21 +308,13 @@ def train_vae(
     _setup_determinism(cfg)
     device = pick_device(cfg.device)
     amp = device.type == "cuda"
-    valid = np.asarray(data.valid, dtype=bool)
-    n = int(valid.sum())
-    if n < 10:
-        raise InputError(f"need at least 10 valid training spectra, got {n}", parameter="data")
-    flux = torch.from_numpy(np.ascontiguousarray(np.asarray(data.flux)[valid], dtype=np.float32)).to(device)
-    ivar = torch.from_numpy(np.ascontiguousarray(np.asarray(data.ivar)[valid], dtype=np.float32)).to(device)
-    split = np.random.default_rng(cfg.seed).permutation(n)
-    n_val = max(1, round(cfg.val_fraction * n))
-    val_idx, tr_idx = torch.from_numpy(split[:n_val]), torch.from_numpy(split[n_val:])
-    f_val, iv_val = flux[val_idx.to(device)], ivar[val_idx.to(device)]
-    f_tr, iv_tr = flux[tr_idx.to(device)], ivar[tr_idx.to(device)]
+    src: _MemorySource | _StreamSource = (
+        _StreamSource(data, cfg, device) if isinstance(data, ShardStream) else _MemorySource(data, cfg, device)
+    )
 
     torch.manual_seed(cfg.seed)
     model = SpectrumVAE(
-        npix=flux.shape[1],
+        npix=src.npix,
         latent_dim=cfg.latent_dim,
         hidden=cfg.hidden,
         sigma_floor=cfg.sigma_floor,
@@ -247,6 +349,12 @@ def train_vae(
             raise InputError(
                 f"checkpoint {ckpt} was written with another configuration", file=str(ckpt), parameter="config"
             )
+        if st.get("source", src.describe()) != src.describe():
+            raise InputError(
+                f"checkpoint {ckpt} was written for other training data ({st['source']}, now {src.describe()})",
+                file=str(ckpt),
+                parameter="data",
+            )
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["optimizer"])
         best_state = st["best_state"]
@@ -260,17 +368,15 @@ def train_vae(
         beta = _beta(cfg, epoch)
         for group in opt.param_groups:
             group["lr"] = learning_rate(cfg, epoch) * group.get("lr_mult", 1.0)
-        perm = torch.randperm(f_tr.shape[0], generator=gen, device=device)
         tot, nb = 0.0, 0
-        for i in range(0, perm.numel(), cfg.batch_size):
-            b = perm[i : i + cfg.batch_size]
-            loss = _loss(model, f_tr[b], iv_tr[b], beta, gen, amp)
+        for fb, ib in src.train_batches(epoch, gen):
+            loss = _loss(model, fb, ib, beta, gen, amp)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            tot += float(loss.detach()) * b.numel()
-            nb += b.numel()
-        val = _val_loss(model, f_val, iv_val, cfg.beta, cfg.batch_size, amp)
+            tot += float(loss.detach()) * fb.shape[0]
+            nb += fb.shape[0]
+        val = src.val_loss(model, cfg.beta, amp)
         rec = {
             "epoch": float(epoch),
             "beta": beta,
@@ -302,6 +408,7 @@ def train_vae(
                 "bad": bad,
                 "stopped": stopped,
                 "rng": _rng_state(gen),
+                "source": src.describe(),
             }
             with atomic_output(ckpt) as tmp:
                 torch.save(state, tmp)

@@ -35,10 +35,11 @@ def _load_input(
     from desilab.anomalies.data import build_cache, files_from_store, find_coadds
     from desilab.compute import get_executor
 
+    """The rest-frame cache of the input (built or reused; never loaded whole: training and scoring stream it)."""
     if src is not None and (src / "manifest.json").exists():
-        return SpectrumCache(src).load()
-    if (cache_dir / "manifest.json").exists() and not from_store:
-        return SpectrumCache(cache_dir).load()
+        return SpectrumCache(src)
+    if src is None and not from_store and (cache_dir / "manifest.json").exists():
+        return SpectrumCache(cache_dir)
     s = ctx.obj.settings
     if from_store:  # spectra found through the store's spectra_index (issue #4)
         from desilab.store import connect
@@ -53,7 +54,7 @@ def _load_input(
         files = find_coadds(src)
     ex = get_executor(s.workers, s.ray)
     try:
-        return build_cache(files, cache_dir, executor=ex).load()
+        return build_cache(files, cache_dir, executor=ex)  # reused when the inputs are unchanged
     finally:
         ex.close()
 
@@ -79,11 +80,11 @@ def train_cmd(
     """Train and calibrate the VAE detector (resumes from the checkpoint in --model)."""
     from desilab.anomalies.stage import train_detector
 
-    data = _load_input(ctx, src, model / "cache", from_store, where)
+    cache = _load_input(ctx, src, model / "cache", from_store, where)
     with progress_bar() as prog:
         task = prog.add_task("train VAE", total=epochs)
         det, roles = train_detector(
-            data,
+            cache,
             model,
             seed=ctx.obj.settings.seed,
             epochs=epochs,
@@ -115,13 +116,14 @@ def score_cmd(
     from desilab.anomalies.stage import score_to_catalog
 
     det = VAEAnomalyDetector.load(model)
-    data = _load_input(ctx, src, out / "cache", from_store, where)
+    cache = _load_input(ctx, src, out / "cache", from_store, where)
     roles = None
     if (model / "split_targetid.npy").exists():
         tids = np.load(model / "split_targetid.npy")
         rl = dict(zip(tids.tolist(), np.load(model / "split_role.npy").tolist(), strict=True))
-        roles = np.array([rl.get(t, "test") for t in data.targetid.tolist()], dtype=object)
-    res = score_to_catalog(det, data, out, q=q, roles=roles, seed=ctx.obj.settings.seed)
+        scored = cache.column("targetid")[cache.column("valid")]
+        roles = np.array([rl.get(t, "test") for t in scored.tolist()], dtype=object)
+    res = score_to_catalog(det, cache, out, q=q, roles=roles, seed=ctx.obj.settings.seed)
     SimilarityIndex(index, milvus_uri=milvus_uri).build(res["scores"].latent, res["data"].targetid).save(out / "index")
     s = res["summary"]
     console.print(

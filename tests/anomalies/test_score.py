@@ -7,7 +7,13 @@ import pytest
 from scipy import stats
 
 from desilab.anomalies.preprocess import rest_grid
-from desilab.anomalies.score import BinnedConformal, benjamini_hochberg, conformal_pvalues, driving_regions
+from desilab.anomalies.score import (
+    BinnedConformal,
+    TailReference,
+    benjamini_hochberg,
+    conformal_pvalues,
+    driving_regions,
+)
 from desilab.errors import InputError
 
 
@@ -90,3 +96,22 @@ def test_driving_regions_names_the_line() -> None:
     r2[0, 3000] = 1.0
     txt = driving_regions(r2, lam, np.array([2.0]))[0]
     assert txt.startswith("CIV 15") and "obs 46" in txt
+
+
+def test_tail_reference_ranks_and_extrapolated_tail() -> None:
+    """Inside the sample −log p is the rank formula; beyond it an exponential tail follows the true one."""
+    rng = np.random.default_rng(4)
+    ref = rng.exponential(size=4000)  # true −log P(X ≥ s) = s
+    t = TailReference(tail_frac=0.02).fit(np.r_[ref, np.nan])
+    assert t.ref_.size == 4000 and t.k_ == 80
+    inside = np.quantile(ref, [0.1, 0.5, 0.9])
+    np.testing.assert_allclose(t.neg_log_p(inside), -np.log((1 + (ref[None, :] >= inside[:, None]).sum(1)) / 4001))
+    far = np.array([10.0, 14.0])  # 1e-4 .. 1e-6 tail probabilities, far beyond the 4000 spectra
+    assert np.all(np.abs(t.neg_log_p(far) - far) < 0.15 * far), t.neg_log_p(far)
+    grid = np.linspace(-1, 20, 500)
+    assert np.all(np.diff(t.neg_log_p(grid)) >= 0)  # monotone through the junction
+    assert np.isnan(t.neg_log_p(np.array([np.nan]))[0])
+    back = TailReference.from_dict(t.to_dict())
+    assert back == t and back != TailReference().fit(ref + 1.0)
+    with pytest.raises(InputError, match="reference scores"):
+        TailReference().fit(np.ones(5))

@@ -76,3 +76,25 @@ def test_stage_runs_with_checks(sky, settings, tmp_path) -> None:
     assert len(res.figures) == 3 and all(f.exists() for f in res.figures)
     checks = stage.checks(ctx, res)
     assert checks[0].passed and checks[2].passed
+
+
+def test_cache_written_once_and_rebuilt_when_inputs_change(sky, tmp_path) -> None:
+    import os
+
+    from desilab.anomalies.data import build_cache, find_coadds
+
+    files = find_coadds(sky)
+    calls: list[tuple[int, int]] = []
+    cache = build_cache(files, tmp_path / "c", progress=lambda d, n: calls.append((d, n)))
+    n_rows, fp = len(cache), cache.inputs
+    assert calls and n_rows >= 100 and fp
+    calls.clear()
+    again = build_cache(files, tmp_path / "c", progress=lambda d, n: calls.append((d, n)))
+    assert not calls and len(again) == n_rows and again.inputs == fp  # reused: nothing preprocessed
+    st = os.stat(files[0])
+    os.utime(files[0], ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))  # an input changed
+    try:
+        rebuilt = build_cache(files, tmp_path / "c", progress=lambda d, n: calls.append((d, n)))
+    finally:
+        os.utime(files[0], ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert calls[-1] == (len(files), len(files)) and rebuilt.inputs != fp and len(rebuilt) == n_rows

@@ -17,7 +17,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from desilab.anomalies.baselines import IForestRawBaseline, PCABaseline
-from desilab.anomalies.detector import COMPONENTS, SCAN_LABELS, VAEAnomalyDetector
+from desilab.anomalies.detector import COMPONENTS, ENSEMBLE_MEMBERS, SCAN_LABELS, VAEAnomalyDetector
 from desilab.anomalies.inject import INJECTION_CLASSES, inject
 from desilab.anomalies.model import flops_per_spectrum
 from desilab.anomalies.preprocess import Preprocessed, preprocess
@@ -161,6 +161,7 @@ def test_anomaly_validation(validation_report) -> None:
                 for h in hist
             ],
         },
+        "ensemble_members": list(ENSEMBLE_MEMBERS),
         "calibration_bins_per_axis": nb,
         "median_chi2_pix_normal": float(np.median(s_te.chi2_pix)),
         "median_chi2_pix_train": float(np.median(det.score(tr.subset(np.arange(min(500, len(tr))))).chi2_pix)),
