@@ -9,6 +9,9 @@ Measures, in one run:
   also folded into a second rate), with the CPU time per row of this process (all its
   threads) and of the PostgreSQL backend, and the load average, because on a shared
   machine wall-clock rates mostly measure the other tenants;
+* the engine alone: the same chunks appended by a plain DuckDB ``INSERT ... SELECT`` from
+  Arrow into a bare table (``duckdb_bare_insert_rows_per_s``), the ceiling of any
+  DuckDB-backed ingest on the machine, and ``ratio_vs_bare_duckdb`` = our rate over it;
 * cone-search latency p50/p99 [ms] at 1′ and 1° on that table (``--rows``, default
   13.1M = DR1's galaxy redshift count, over a 9,570 deg² footprint like DR1's), with the
   mean result size;
@@ -227,6 +230,41 @@ def bench_crossmatch(n: int, seed: int, out: dict, log, repeats: int = 2) -> Non
     )
 
 
+def bench_bare_duckdb(path: Path, rows: int, seed: int, out: dict, log) -> None:
+    """The engine alone: the same chunks appended from Arrow to a plain DuckDB table.
+
+    No conforming, HEALPix index, sort or bookkeeping: one ``INSERT ... SELECT`` per chunk
+    (one transaction each, record batches of one row group, as the store does). This is
+    the ceiling a DuckDB-backed ingest can reach on this machine; ``ratio_vs_bare_duckdb``
+    is the store's ingest rate over it.
+    """
+    import duckdb
+
+    path.unlink(missing_ok=True)
+    con = duckdb.connect(str(path))
+    try:
+        elapsed = 0.0
+        for start in range(0, rows, CHUNK):
+            chunk = zcatalog_chunk(seed, start, min(CHUNK, rows - start))
+            src = pa.Table.from_batches(chunk.to_batches(max_chunksize=122_880), schema=chunk.schema)
+            con.register("__bench_src", src)
+            if start == 0:
+                con.execute("CREATE TABLE bare AS SELECT * FROM __bench_src LIMIT 0")
+            t0 = time.perf_counter()
+            con.execute("BEGIN")
+            con.execute("INSERT INTO bare SELECT * FROM __bench_src")
+            con.execute("COMMIT")
+            elapsed += time.perf_counter() - t0
+            con.unregister("__bench_src")
+    finally:
+        con.close()
+        path.unlink(missing_ok=True)
+    out["duckdb_bare_insert_rows_per_s"] = round(rows / elapsed)
+    if "duckdb_ingest_rows_per_s" in out:
+        out["ratio_vs_bare_duckdb"] = round(out["duckdb_ingest_rows_per_s"] / out["duckdb_bare_insert_rows_per_s"], 3)
+    log(f"duckdb alone (plain INSERT from Arrow, same chunks): {rows / elapsed:,.0f} rows/s (load average {load()})")
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rows", type=int, default=13_100_000, help="rows of the zcatalog-like table (default 13.1M)")
@@ -254,6 +292,7 @@ def main(argv: list[str] | None = None) -> dict:
                 bench_backend("duckdb", f"duckdb:///{path}", args.rows, args.cones, args.seed, out, log)
                 out["duckdb_file_mb"] = round(path.stat().st_size / 2**20)
                 path.unlink(missing_ok=True)
+                bench_bare_duckdb(path, args.rows, args.seed, out, log)
             elif backend == "postgresql":
                 import psycopg
 
