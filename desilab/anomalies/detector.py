@@ -367,16 +367,19 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
             return fit_detector(self, X, progress)
         flux, ivar = as_arrays(X)
         pre = X if isinstance(X, Preprocessed) else _wrap(flux, ivar)
-        res = train_vae(pre, self._config(), checkpoint=self.checkpoint, progress=progress)
-        self.model_ = res.model.cpu()
-        self.history_ = res.history
-        self.best_epoch_ = res.best_epoch
-        self.train_device_ = res.device
-        self.n_features_in_ = flux.shape[1]
+        self._adopt(train_vae(pre, self._config(), checkpoint=self.checkpoint, progress=progress), flux.shape[1])
         valid = np.asarray(pre.valid, dtype=bool)
         self._fit_scores(flux[valid], ivar[valid])
         self.n_train_ = int(valid.sum())
         return self
+
+    def _adopt(self, res: Any, n_features: int) -> None:
+        """Keep a :func:`~desilab.anomalies.train.train_vae` result for *n_features*-pixel spectra."""
+        self.model_ = res.model.cpu()
+        self.history_ = res.history
+        self.best_epoch_ = res.best_epoch
+        self.train_device_ = res.device
+        self.n_features_in_ = int(n_features)
 
     def _fit_scores(self, flux: np.ndarray, ivar: np.ndarray, raw: Any = None) -> None:
         """Model-error term, scan weights, Isolation Forest and standardisation from (normal) training spectra.

@@ -485,12 +485,7 @@ def fit_detector(det: Any, stream: ShardStream, progress: Any = None) -> Any:
     from desilab.anomalies.train import train_vae
 
     stream = stream.derive(only_valid=True)  # invalid rows never enter a fit
-    res = train_vae(stream, det._config(), checkpoint=det.checkpoint, progress=progress)
-    det.model_ = res.model.cpu()
-    det.history_ = res.history
-    det.best_epoch_ = res.best_epoch
-    det.train_device_ = res.device
-    det.n_features_in_ = stream.npix
+    det._adopt(train_vae(stream, det._config(), checkpoint=det.checkpoint, progress=progress), stream.npix)
     rows = stream.rows
     sub = stream.read_rows(rows[:: max(1, rows.size // SCAN_FIT_MAX)])
     det._fit_scores(sub.flux, sub.ivar, raw=lambda: raw_scores(det, stream))
