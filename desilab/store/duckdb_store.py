@@ -334,8 +334,7 @@ class DuckDBStore(Store):
         (the view shows them as NULL anyway). Runs inside the caller's transaction.
         """
         tdef = TABLES[name]
-        stored = set(self._stored_columns(name))
-        self._stored_cache[name] = frozenset(stored)
+        stored = set(self._stored(name))
         new = [c for c in data.column_names if c not in stored]
         if not new:
             return data
