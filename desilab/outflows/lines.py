@@ -695,17 +695,7 @@ def _best_start(lm: LMResult, ns: int, n: int) -> LMResult:
     """Per spectrum, the start (block of *n* rows out of *ns*) with the lowest χ²."""
     chi = lm.chi2.reshape(ns, n)
     best = np.argmin(chi, axis=0)
-    rows = best * n + np.arange(n)
-    return LMResult(
-        params=lm.params[rows],
-        cov=lm.cov[rows],
-        chi2=lm.chi2[rows],
-        ndata=lm.ndata[rows],
-        model=lm.model[rows],
-        at_bound=lm.at_bound[rows],
-        n_iter=lm.n_iter,
-        err_unbounded=None if lm.err_unbounded is None else lm.err_unbounded[rows],
-    )
+    return lm.take(best * n + np.arange(n))
 
 
 # ---------------------------------------------------------------------------------------

@@ -65,6 +65,19 @@ class LMResult:
     n_iter: int = 0
     err_unbounded: np.ndarray | None = None
 
+    def take(self, rows: np.ndarray) -> LMResult:
+        """The result of rows *rows* (indices or a boolean mask) of the batch."""
+        return LMResult(
+            params=self.params[rows],
+            cov=self.cov[rows],
+            chi2=self.chi2[rows],
+            ndata=self.ndata[rows],
+            model=self.model[rows],
+            at_bound=self.at_bound[rows],
+            n_iter=self.n_iter,
+            err_unbounded=None if self.err_unbounded is None else self.err_unbounded[rows],
+        )
+
 
 def batched_lm(
     fun: NormalEquations,

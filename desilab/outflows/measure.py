@@ -384,17 +384,7 @@ def _lower_chi2(a: ComplexFit, b: ComplexFit) -> ComplexFit:
 
 def _subset(fit: ComplexFit, sel: np.ndarray) -> ComplexFit:
     """The same fit restricted to spectra *sel* (parameters, covariance; model arrays shared)."""
-    lm = fit.lm
-    sub = type(lm)(
-        params=lm.params[sel],
-        cov=lm.cov[sel],
-        chi2=lm.chi2[sel],
-        ndata=lm.ndata[sel],
-        model=lm.model[sel],
-        at_bound=lm.at_bound[sel],
-        n_iter=lm.n_iter,
-        err_unbounded=None if lm.err_unbounded is None else lm.err_unbounded[sel],
-    )
+    sub = fit.lm.take(sel)
     w = fit.window
     win = None
     if w is not None:
