@@ -68,12 +68,6 @@ def calibration_bins(n_cal: int) -> int:
     return int(np.clip(np.floor(np.sqrt(n_cal / 1000.0)), 1, 3))
 
 
-def _role_masks(cache: SpectrumCache, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(roles of the valid rows in cache order, their global row numbers): the in-memory split of the same rows."""
-    rows = np.nonzero(cache.column("valid"))[0]
-    return split_roles(rows.size, seed), rows
-
-
 def _select(n: int, rows: np.ndarray) -> np.ndarray:
     m = np.zeros(n, dtype=bool)
     m[rows] = True
@@ -114,24 +108,22 @@ def train_detector(
         The fitted detector and the role of each valid row (cache order).
     """
     model_dir = Path(model_dir)
+    if isinstance(data, SpectrumCache):  # the valid rows in cache order: the in-memory split of the same rows
+        rows = np.nonzero(data.column("valid"))[0]
+        n_valid = rows.size
+    else:
+        data = data.subset(np.asarray(data.valid, bool))
+        n_valid = len(data)
+    if n_valid < 40:
+        raise InputError(f"need at least 40 valid spectra to train and calibrate, got {n_valid}", parameter="data")
+    roles = split_roles(n_valid, seed)
     if isinstance(data, SpectrumCache):
-        roles, rows = _role_masks(data, seed)
-        if rows.size < 40:
-            raise InputError(
-                f"need at least 40 valid spectra to train and calibrate, got {rows.size}", parameter="data"
-            )
         n = len(data)
         kw = {"buffer_rows": buffer_rows, "chunk_rows": min(STREAM_CHUNK_ROWS, buffer_rows)}
         train: Any = ShardStream(data, select=_select(n, rows[roles == "train"]), **kw)
         cal: Any = ShardStream(data, select=_select(n, rows[roles == "calibration"]), shuffle=False, **kw)
         targetid = data.column("targetid")[rows]
     else:
-        data = data.subset(np.asarray(data.valid, bool))
-        if len(data) < 40:
-            raise InputError(
-                f"need at least 40 valid spectra to train and calibrate, got {len(data)}", parameter="data"
-            )
-        roles = split_roles(len(data), seed)
         train, cal, targetid = data.subset(roles == "train"), data.subset(roles == "calibration"), data.targetid
     model_dir.mkdir(parents=True, exist_ok=True)
     det = VAEAnomalyDetector(random_state=seed, checkpoint=str(model_dir / "checkpoint.pt"), **params)
