@@ -181,14 +181,19 @@ def _split(n: int, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
     return split[:n_val], split[n_val:]
 
 
+def _check_enough(n: int) -> None:
+    """Refuse fewer than 10 valid training spectra (a validation split needs a few rows)."""
+    if n < 10:
+        raise InputError(f"need at least 10 valid training spectra, got {n}", parameter="data")
+
+
 class _MemorySource:
     """Training and validation batches from in-memory arrays (moved to the device once)."""
 
     def __init__(self, data: Preprocessed, cfg: TrainConfig, device: torch.device) -> None:
         valid = np.asarray(data.valid, dtype=bool)
         self.n = int(valid.sum())
-        if self.n < 10:
-            raise InputError(f"need at least 10 valid training spectra, got {self.n}", parameter="data")
+        _check_enough(self.n)
         flux = torch.from_numpy(np.ascontiguousarray(np.asarray(data.flux)[valid], dtype=np.float32)).to(device)
         ivar = torch.from_numpy(np.ascontiguousarray(np.asarray(data.ivar)[valid], dtype=np.float32)).to(device)
         self.npix = int(flux.shape[1])
@@ -231,8 +236,7 @@ class _StreamSource:
         valid = stream.mask & stream.cache.column("valid")
         rows = np.nonzero(valid)[0]
         self.n = int(rows.size)
-        if self.n < 10:
-            raise InputError(f"need at least 10 valid training spectra, got {self.n}", parameter="data")
+        _check_enough(self.n)
         val, _ = _split(self.n, cfg)
         val_mask = np.zeros(valid.size, dtype=bool)
         val_mask[rows[val]] = True
