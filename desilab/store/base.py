@@ -56,7 +56,7 @@ from desilab.store.schema import (
     view_columns,
 )
 
-__all__ = ["FileOutcome", "FileRecord", "Store", "TableInfo", "conform", "prepare_tables"]
+__all__ = ["FileOutcome", "FileRecord", "SortedRows", "Store", "TableInfo", "conform", "prepare_rows", "prepare_tables"]
 
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -138,12 +138,28 @@ def conform(
 ) -> pa.Table:
     """Arrow table with the store columns of *tdef*, in order, with their types.
 
+    :func:`conform_rows` with the sort applied; see there.
+    """
+    return conform_rows(tdef, data, file=file, sort=sort, fill_missing=fill_missing).to_table()
+
+
+def conform_rows(
+    tdef: StoreTable | Sequence[StoreColumn],
+    data: pa.Table,
+    *,
+    file: str | None = None,
+    sort: bool = False,
+    fill_missing: bool = True,
+) -> SortedRows:
+    """The store columns of *tdef*, in order, with their types; the sort left pending.
+
     Input columns are matched by lower-case name; ``hpx14`` is computed from the
     position columns when the table is a sky table and the input lacks it; extra input
     columns are dropped. Missing columns become NULL columns, or with
     ``fill_missing=False`` are left out (the backends then insert by column name and the
-    database fills them: cheaper than shipping NULL arrays). With *sort*, rows of a sky
-    table are ordered by ``hpx14``.
+    database fills them: cheaper than shipping NULL arrays). With *sort*, the rows of a
+    sky table are to be ordered by ``hpx14``: the permutation is computed here and
+    applied by :meth:`SortedRows.to_table`.
 
     Raises
     ------
@@ -174,14 +190,17 @@ def conform(
             fields.append(pa.field(col.name, col.arrow))
             continue
         arr = data.column(idx)
+        if _is_string_dictionary(arr.type) and pa.types.is_string(col.arrow):
+            # kept encoded (its indices are cheap to permute); SortedRows decodes it on output
+            arrays.append(arr)
+            fields.append(pa.field(col.name, arr.type))
+            continue
         try:
             arrays.append(_cast(arr, col.arrow))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
             raise FormatError(f"cannot store as {col.type}: {exc}", file=file, column=col.name) from exc
         fields.append(pa.field(col.name, col.arrow))
-    if order is not None:
-        arrays = _take_columns(arrays, order, skip={i for i, f in enumerate(fields) if f.name == HPX_COLUMN})
-    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+    return SortedRows(pa.Table.from_arrays(arrays, schema=pa.schema(fields)), order, in_order={HPX_COLUMN})
 
 
 def hpx_order(hpx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -220,49 +239,150 @@ _DICT_PROBE = 4096  # leading values looked at to guess whether a string column 
 _DICT_MAX = 256  # ... at most this many distinct values in the probe: permute dictionary indices
 
 
-def _take(arr: pa.Array | pa.ChunkedArray, idx: pa.Array) -> pa.Array | pa.ChunkedArray:
-    """``arr.take(idx)``, cheaper for the string columns of catalogs.
+def _take_pool() -> ThreadPoolExecutor:
+    global _TAKE_POOL
+    if _TAKE_POOL is None or _TAKE_POOL[0] != os.getpid():
+        workers = min(4, os.cpu_count() or 1)
+        _TAKE_POOL = (os.getpid(), ThreadPoolExecutor(max_workers=workers, thread_name_prefix="desilab-take"))
+    return _TAKE_POOL[1]
+
+
+def _is_string_dictionary(typ: pa.DataType) -> bool:
+    return pa.types.is_dictionary(typ) and pa.types.is_string(typ.value_type)
+
+
+def _plain(arr: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """*arr*, dictionary-decoded if it is a dictionary."""
+    if not pa.types.is_dictionary(arr.type):
+        return arr
+    if isinstance(arr, pa.ChunkedArray):
+        return pa.chunked_array([c.dictionary_decode() for c in arr.chunks], type=arr.type.value_type)
+    return arr.dictionary_decode()
+
+
+def _permutable(arr: pa.Array | pa.ChunkedArray) -> tuple[pa.Array | pa.ChunkedArray, bool]:
+    """How to permute *arr* cheaply: (source to ``take`` from, or *arr* itself when its order does not matter).
 
     Arrow's ``take`` of a string column costs ~140 ns a row (1M rows: 140 ms, as much as
     ten numeric columns). Catalog strings mostly hold a few distinct values (survey,
     program, spectype, ...): a constant column needs no permutation at all (6 ms to
-    check), and a low-cardinality one is dictionary-encoded, its int32 indices permuted
-    and decoded back (57 ms in all). Other columns (names, ids) use ``take``.
+    check), and a low-cardinality one is dictionary-encoded once, and its int32 indices
+    permuted. A NULL-only column needs no permutation either. Other columns (numbers;
+    strings such as names or ids) are taken as they are.
+
+    Returns
+    -------
+    source : pyarrow.Array or pyarrow.ChunkedArray
+        *arr*, or its dictionary encoding.
+    in_order : bool
+        True when *arr* reads the same in any order (constant or NULL-only).
     """
+    if arr.null_count == len(arr):
+        return arr, True
+    if pa.types.is_dictionary(arr.type):  # already encoded: its indices are permuted
+        return (arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr), False
     if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)) or len(arr) < 2:
-        return arr.take(idx)
-    if arr.null_count == 0:
-        first = arr[0]
-        if pc.all(pc.equal(arr, first)).as_py():
-            return arr
-    probe = arr.slice(0, _DICT_PROBE)
-    if pc.count_distinct(probe, mode="all").as_py() > _DICT_MAX:
-        return arr.take(idx)
+        return arr, False
+    if arr.null_count == 0 and pc.all(pc.equal(arr, arr[0])).as_py():
+        return arr, True
+    if pc.count_distinct(arr.slice(0, _DICT_PROBE), mode="all").as_py() > _DICT_MAX:
+        return arr, False
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
-    return pc.dictionary_encode(arr).take(idx).dictionary_decode()
+    return pc.dictionary_encode(arr), False
 
 
-def _take_columns(arrays: list, order: np.ndarray, skip: set[int]) -> list:
-    """``arr.take(order)`` for each array but those in *skip*, on a few threads.
+class SortedRows:
+    """Rows conformed to a store table, with their sort into ``hpx14`` order still to apply.
 
-    Arrow's ``take`` is single-threaded and releases the GIL; permuting the ~30-70
-    columns of a 1M-row file was a fifth of a DuckDB ingest, so the columns are spread
-    over threads. NULL-only columns need no permutation.
+    The backend applies the permutation when it writes (:meth:`to_table`), in the form
+    it reads best: DuckDB takes low-cardinality strings dictionary-encoded, PostgreSQL's
+    COPY encoder plain strings. Until then a dictionary-encoded input column stays
+    encoded (decoding it, then encoding it again to permute it cheaply, cost ~50 ms per
+    1M rows), and ``_row`` can be the permutation itself rather than a permuted column.
+
+    Parameters
+    ----------
+    table
+        The columns, in input order except those named in *in_order*.
+    order
+        The permutation (output row *i* is input row ``order[i]``); None when the rows
+        are in order already.
+    in_order
+        Columns of *table* already in output order (``hpx14``, computed sorted).
     """
-    global _TAKE_POOL
-    idx = pa.array(order)
-    todo = [i for i, a in enumerate(arrays) if i not in skip and a.null_count != len(a)]
-    if len(todo) > 1 and len(order) >= 100_000:
-        if _TAKE_POOL is None or _TAKE_POOL[0] != os.getpid():
-            workers = min(4, os.cpu_count() or 1)
-            _TAKE_POOL = (os.getpid(), ThreadPoolExecutor(max_workers=workers, thread_name_prefix="desilab-take"))
-        taken = list(_TAKE_POOL[1].map(lambda i: _take(arrays[i], idx), todo))
-    else:
-        taken = [_take(arrays[i], idx) for i in todo]
-    out = list(arrays)
-    for i, a in zip(todo, taken, strict=True):
-        out[i] = a
+
+    def __init__(self, table: pa.Table, order: np.ndarray | None, in_order: set[str] | frozenset[str] = frozenset()):
+        self.table = table
+        self.order = order
+        self._in_order = frozenset(in_order) & set(table.column_names)
+
+    @property
+    def num_rows(self) -> int:
+        return self.table.num_rows
+
+    @property
+    def column_names(self) -> list[str]:
+        return self.table.column_names
+
+    def with_column(self, name: str, values: pa.Array) -> SortedRows:
+        """With column *name* (replaced or appended) holding *values*, given in output order."""
+        idx = self.table.schema.get_field_index(name)
+        table = self.table.set_column(idx, name, values) if idx >= 0 else self.table.append_column(name, values)
+        return SortedRows(table, self.order, self._in_order | {name})
+
+    def to_table(self, *, dictionaries: bool = False) -> pa.Table:
+        """All rows, in output order.
+
+        Columns are permuted on a few threads (Arrow's ``take`` is single-threaded and
+        releases the GIL; permuting the ~30-70 columns of a 1M-row file was a fifth of a
+        DuckDB ingest). With *dictionaries*, low-cardinality string columns come back
+        dictionary-encoded (for a database that stores them as strings either way).
+        """
+        names = self.table.column_names
+        if self.order is None:
+            arrays = list(self.table.columns)
+        else:
+            idx = pa.array(self.order)
+            todo = [name for name in names if name not in self._in_order]
+            if len(todo) > 1 and len(idx) >= 100_000:
+                taken = list(_take_pool().map(lambda name: _take(self.table.column(name), idx), todo))
+            else:
+                taken = [_take(self.table.column(name), idx) for name in todo]
+            got = dict(zip(todo, taken, strict=True))
+            arrays = [got.get(name, self.table.column(name)) for name in names]
+        if not dictionaries:
+            arrays = [_plain(a) for a in arrays]
+        return pa.Table.from_arrays(arrays, names=names)
+
+
+def _take(arr: pa.Array | pa.ChunkedArray, idx: pa.Array) -> pa.Array | pa.ChunkedArray:
+    """``arr.take(idx)``, cheaper for strings (see :func:`_permutable`); dictionaries stay encoded."""
+    source, in_order = _permutable(arr)
+    return arr if in_order else source.take(idx)
+
+
+def prepare_rows(tables: Mapping[str, pa.Table], *, file: str | None = None) -> dict[str, SortedRows]:
+    """The rows of one source file ready to insert, their sort by ``hpx14`` pending (:class:`SortedRows`).
+
+    Adds ``_row`` (file order), converts to the store types, computes ``hpx14`` and its
+    sort order. Idempotent: rows already prepared (by :func:`prepare_tables`) need no
+    permutation.
+
+    Raises
+    ------
+    FormatError
+        A column cannot be converted to its store type (naming file and column).
+    """
+    out = {}
+    for name, data in tables.items():
+        numbered = "_row" not in [n.lower() for n in data.column_names]
+        if numbered:
+            data = data.append_column("_row", pa.array(np.arange(data.num_rows, dtype=np.int64)))
+        rows = conform_rows(TABLES[name], data, file=file, sort=True, fill_missing=False)
+        if numbered and rows.order is not None and "_row" in rows.column_names:  # file order = the permutation
+            rows = rows.with_column("_row", pa.array(rows.order, type=pa.int64()))
+        out[name] = rows
     return out
 
 
@@ -277,12 +397,7 @@ def prepare_tables(tables: Mapping[str, pa.Table], *, file: str | None = None) -
     FormatError
         A column cannot be converted to its store type (naming file and column).
     """
-    out = {}
-    for name, data in tables.items():
-        if "_row" not in [n.lower() for n in data.column_names]:
-            data = data.append_column("_row", pa.array(np.arange(data.num_rows, dtype=np.int64)))
-        out[name] = conform(TABLES[name], data, file=file, sort=True, fill_missing=False)
-    return out
+    return {name: rows.to_table() for name, rows in prepare_rows(tables, file=file).items()}
 
 
 def _column_f8(data: pa.Table, name: str | None) -> np.ndarray:
@@ -418,6 +533,13 @@ class Store(ABC):
     def _insert_arrow(self, name: str, data: pa.Table) -> None:
         """Bulk-append an Arrow table whose columns are columns of the table (matched by
         name, of the store types); the table's other columns get NULL."""
+
+    def _insert_rows(self, name: str, rows: SortedRows) -> None:
+        """Bulk-append rows whose sort may be pending, as :meth:`_insert_arrow` (in output order).
+
+        A backend may ask :meth:`SortedRows.to_table` for the form it reads best.
+        """
+        self._insert_arrow(name, rows.to_table())
 
     @abstractmethod
     def _transaction(self) -> contextlib.AbstractContextManager[None]:
@@ -798,7 +920,7 @@ class Store(ABC):
         previously ingested from the same path with other content.
         """
         t0 = time.perf_counter()
-        prepared = prepare_tables(tables, file=rec.path)
+        prepared = prepare_rows(tables, file=rec.path)
         try:
             return self._ingest_prepared(rec, prepared, t0)
         except (DesilabError, KeyboardInterrupt):
@@ -809,7 +931,7 @@ class Store(ABC):
                 f"the database refused the rows: {text[0] if text else type(exc).__name__}", file=rec.path
             ) from exc
 
-    def _ingest_prepared(self, rec: FileRecord, prepared: dict[str, pa.Table], t0: float) -> FileOutcome:
+    def _ingest_prepared(self, rec: FileRecord, prepared: dict[str, SortedRows], t0: float) -> FileOutcome:
         status = "ingested"
         with self._transaction():
             self._lock_files()
@@ -848,10 +970,8 @@ class Store(ABC):
                 if t.num_rows == 0:
                     counts[name] = 0
                     continue
-                ids = pa.array(np.full(t.num_rows, file_id, dtype=np.int64))
-                idx = t.schema.get_field_index("_file_id")
-                t = t.set_column(idx, "_file_id", ids) if idx >= 0 else t.append_column("_file_id", ids)
-                self._insert_arrow(name, t)
+                t = t.with_column("_file_id", pa.array(np.full(t.num_rows, file_id, dtype=np.int64)))
+                self._insert_rows(name, t)
                 counts[name] = t.num_rows
             total = sum(counts.values())
             seconds = rec.seconds + (time.perf_counter() - t0)

@@ -44,7 +44,7 @@ import pyarrow as pa
 
 from desilab.errors import InputError, StoreError
 from desilab.sky.hpxrange import covering_ranges, disc_ranges
-from desilab.store.base import Store, kernel_match
+from desilab.store.base import SortedRows, Store, kernel_match
 from desilab.store.schema import HPX_COLUMN, TABLES, StoreColumn, StoreTable
 
 __all__ = ["DATA_SCHEMA", "DuckDBStore", "cluster_ranges", "haversine"]
@@ -291,6 +291,11 @@ class DuckDBStore(Store):
             return
         with self._transaction():  # the file's transaction when ingesting (nested: joins it)
             self._append(f"{DATA_SCHEMA}.{name}", self._widen(name, data))
+
+    def _insert_rows(self, name: str, rows: SortedRows) -> None:
+        # Low-cardinality strings go in dictionary-encoded: DuckDB stores them as VARCHAR
+        # at the same cost, and decoding them first cost ~25 ms per 1M-row column.
+        self._insert_arrow(name, rows.to_table(dictionaries=True))
 
     def _append(self, target: str, data: pa.Table) -> None:
         # Record batches of one row group each: DuckDB scans them on all its threads and

@@ -252,3 +252,56 @@ def test_ingest_sorts_by_hpx14_and_keeps_every_value_with_its_row(store):
     # physical order (DuckDB) / insertion order (PostgreSQL, before any CLUSTER) is hpx14 order
     phys = store.query("SELECT hpx14 FROM zcatalog").column(0).to_numpy()
     assert np.all(np.diff(phys) >= 0)
+
+
+def test_large_ingest_writes_rows_in_stable_hpx14_order_with_their_values(store):
+    # 600k rows, on the threaded permutation, from inputs of every kind it treats apart:
+    # several Arrow chunks, dictionary columns (one with repeated and NULL values, which
+    # reach DuckDB still encoded), a constant string, a low-cardinality string with
+    # NULLs, distinct strings, undefined positions (hpx14 = -1) and ties (duplicate
+    # positions); `_row` is the permutation itself, so it is checked against numpy's.
+    from desilab.sky.hpxrange import sky_index
+
+    n = 600_000
+    rng = np.random.default_rng(21)
+    ra, dec = P.sky(rng, n)
+    ra[::1000] = np.nan  # undefined positions sort first, in file order
+    ra[1::997], dec[1::997] = ra[0::997][: len(ra[1::997])], dec[0::997][: len(dec[1::997])]  # ties
+    spectype = pa.DictionaryArray.from_arrays(rng.integers(0, 3, n).astype(np.int8), ["GALAXY", "QSO", "STAR"])
+    # a dictionary Arrow allows and a database might not: repeated values, a NULL value, NULL indices
+    codes = pa.array(np.where(rng.random(n) < 0.02, None, rng.integers(0, 4, n)), pa.int32())
+    objtype = pa.DictionaryArray.from_arrays(codes, pa.array(["TGT", "SKY", "TGT", None]))
+    whole = pa.table(
+        {
+            "TARGETID": np.arange(n, dtype=np.int64) * 3 + 5,
+            "SURVEY": pa.array(["main"] * n),
+            "PROGRAM": pa.array(np.where(rng.random(n) < 0.05, None, rng.choice(["dark", "bright"], n)), pa.string()),
+            "SPECTYPE": spectype,
+            "OBJTYPE": objtype,
+            "DESINAME": pa.array([f"DESI J{i:09d}" for i in range(n)]),
+            "TARGET_RA": ra,
+            "TARGET_DEC": dec,
+            "Z": rng.uniform(0, 3, n),
+            "ZWARN": rng.integers(0, 8, n).astype(np.int64),
+            "FLUX_G": rng.uniform(0, 100, n).astype(np.float32),
+        }
+    )
+    t = pa.concat_tables([whole.slice(0, 250_000), whole.slice(250_000, 50_000), whole.slice(300_000)])
+    assert t.column("Z").num_chunks == 3
+    assert store.ingest_table("zcatalog", t) == n
+    got = store.query(
+        "SELECT targetid, survey, program, spectype, objtype, desiname, target_ra, z, zwarn, flux_g, hpx14, _row "
+        "FROM zcatalog"
+    )
+    hpx = sky_index(ra, dec)
+    expect = np.lexsort((np.arange(n), hpx))  # stable order of hpx14, computed independently
+    assert np.array_equal(got.column("_row").to_numpy(), expect)
+    assert np.array_equal(got.column("hpx14").to_numpy(), hpx[expect])
+    want = whole.take(pa.array(expect))
+    for name in ("TARGETID", "SURVEY", "PROGRAM", "DESINAME", "ZWARN", "FLUX_G"):
+        assert got.column(name.lower()).to_pylist() == want.column(name).to_pylist(), name
+    for name in ("SPECTYPE", "OBJTYPE"):
+        assert got.column(name.lower()).to_pylist() == want.column(name).cast(pa.string()).to_pylist(), name
+    assert got.column("objtype").null_count > n // 5  # NULL indices and the NULL dictionary value
+    assert np.array_equal(got.column("z").to_numpy(), want.column("Z").to_numpy())
+    assert np.array_equal(got.column("target_ra").to_numpy(), ra[expect], equal_nan=True)
