@@ -32,10 +32,15 @@ COLUMN_DOCS: dict[str, tuple[str, str]] = {
     "CHI2_PIX": ("", "reconstruction chi2 per used pixel incl. the model-error term; HIGHER = MORE ANOMALOUS"),
     "SCAN": (
         "",
-        "matched-filter scan: max over box widths 1-243 px (and 1-3 px on the high-pass residual) and positions of"
-        " abs(sum r)/sqrt(N), normalised per position and width on the training spectra; HIGHER = MORE ANOMALOUS",
+        "matched-filter scan: max over box widths 1-243 px (and 1-3 px on the high-pass residual), difference-of-boxes"
+        " shape scans 3-243 px, and positions of abs(sum r)/sqrt(N), normalised per position and width on the"
+        " training spectra; HIGHER = MORE ANOMALOUS",
     ),
-    "SCAN_KIND": ("", "which scan gives SCAN: box1 ... box243 (residual/total sigma), hp1, hp3 (high-pass/noise)"),
+    "SCAN_KIND": (
+        "",
+        "which scan gives SCAN: box1 ... box243 (residual/total sigma), hp1, hp3 (high-pass/noise),"
+        " dob3 ... dob243 (box minus its two neighbours)",
+    ),
     "ELBO": ("", "evidence lower bound per used pixel [nats]; HIGHER = MORE NORMAL"),
     "IFOREST": ("", "Isolation Forest score_samples on the latent means; HIGHER = MORE NORMAL"),
     "ENSEMBLE": (

@@ -3,9 +3,10 @@
 Sign conventions (every score column of the catalog states its sign, see ``docs/anomalies.md``):
 
 * ``CHI2_PIX`` — reconstruction χ² per used pixel with the model-error term; **higher = more anomalous**.
-* ``SCAN`` — matched-filter scan of the normalised residuals (box widths 1–243 pixels and
-  a high-pass 1–3 pixel scan, per-position normalised on the training spectra, see
-  :func:`desilab.anomalies.detector.residual_scan`); **higher = more anomalous**.
+* ``SCAN`` — matched-filter scan of the normalised residuals (box widths 1–243 pixels, a
+  high-pass 1–3 pixel scan and difference-of-boxes shape scans 3–243 pixels, per-position
+  normalised on the training spectra, see :func:`desilab.anomalies.detector.all_scans`);
+  **higher = more anomalous**.
 * ``ELBO`` — evidence lower bound per used pixel; **higher = more normal**.
 * ``IFOREST`` — scikit-learn ``IsolationForest.score_samples`` on the latent means;
   **higher = more normal**.

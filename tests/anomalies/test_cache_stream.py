@@ -185,8 +185,12 @@ def test_detector_fits_and_scores_a_stream_as_it_does_arrays(pre, tmp_path) -> N
     np.testing.assert_array_equal(a.scan_standardise_, b.scan_standardise_)
     assert a.offset_ == b.offset_  # (the ensemble's reference distributions: through the scores below)
     sa, sb = a.score(data), b.score(st)
-    for f in ("chi2_pix", "scan", "elbo", "iforest", "ensemble", "latent", "npix_used", "scan_kind"):
+    for f in ("chi2_pix", "scan", "elbo", "iforest", "ensemble", "npix_used", "scan_kind"):
         np.testing.assert_array_equal(getattr(sa, f), getattr(sb, f), err_msg=f)
+    # the batches differ (one sorted batch in memory, cache windows here), and on some CPUs
+    # (AVX-512) a matrix product's blocking depends on the batch size: latents may differ in
+    # the last bit of float32 (measured: 1.5e-8), too little to move any score above
+    np.testing.assert_allclose(sa.latent, sb.latent, rtol=0, atol=1e-6)
     np.testing.assert_array_equal(st.targetid, data.targetid)
     # per-row views: the spectra from the cache, residual maps recomputed for one row
     full = a.score(data, keep_resid=True)

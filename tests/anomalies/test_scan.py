@@ -10,10 +10,12 @@ from desilab.anomalies.detector import (
     HIGHPASS_WIDTHS,
     SCAN_LABELS,
     SCAN_WIDTHS,
+    SHAPE_WIDTHS,
     _scan_stride,
     all_scans,
     highpass_residual,
     residual_scan,
+    shape_scan,
 )
 
 
@@ -61,11 +63,13 @@ def test_crop_gives_the_same_maxima_as_the_full_grid() -> None:
     r_hp = torch.from_numpy(rng.normal(size=(3, npix))) * used
     inv = [
         torch.from_numpy(rng.uniform(0.5, 2.0, len(range(0, npix - w + 1, _scan_stride(w)))))
-        for w in SCAN_WIDTHS + HIGHPASS_WIDTHS
+        for w in SCAN_WIDTHS + HIGHPASS_WIDTHS + SHAPE_WIDTHS
     ]
+    r[:, 3500:3600] += 0.5  # an excess at the red edge: the boxes that hold it reach past the coverage
     full = all_scans(r, used, r_hp, inv)
     c0 = (1700 - max(SCAN_WIDTHS)) // CROP_ALIGN * CROP_ALIGN
-    crop = all_scans(r[:, c0:3600], used[:, c0:3600], r_hp[:, c0:3600], inv, offset=c0)
+    c1 = 3600 + max(SCAN_WIDTHS)  # as VAEAnomalyDetector._forward crops
+    crop = all_scans(r[:, c0:c1], used[:, c0:c1], r_hp[:, c0:c1], inv, offset=c0)
     assert full.shape == (3, len(SCAN_LABELS))
     torch.testing.assert_close(crop, full)
 
@@ -81,3 +85,28 @@ def test_highpass_residual_removes_smooth_errors_and_keeps_spikes() -> None:
     assert abs(float(hp[0, 1000]) - 5.0) < 0.1
     others = torch.cat([hp[0, 10:994], hp[0, 1007:-10]])
     assert float(others.abs().max()) < 0.1
+
+
+def test_shape_scan_sees_a_split_line_and_cancels_a_uniform_offset() -> None:
+    npix = 1200
+    used = torch.ones((3, npix), dtype=torch.float64)
+    r = torch.zeros_like(used)
+    # a central deficit between two excesses, 27 pixels each (a line split in two peaks)
+    r[0, 405:432] = 1.0
+    r[0, 432:459] = -1.0
+    r[0, 459:486] = 1.0
+    r[1, 300:900] = 1.0  # an offset much wider than the boxes: no shape at width 27
+    r[2, 432:459] = -1.0  # the central deficit alone
+    box = residual_scan(r, used, widths=(27,), reduce=False)[0]
+    valid = torch.ones_like(box, dtype=torch.bool)
+    d = shape_scan(box, valid, 27)
+    assert d.shape == box.shape
+    # the matched position: -sqrt(27) - (sqrt(27) + sqrt(27)) / 2 = -2 sqrt(27), over sqrt(1.5)
+    assert np.isclose(float(d[0].min()), -2.0 * np.sqrt(27.0) / np.sqrt(1.5))
+    assert float(d[1, 40:90].abs().max()) == 0.0  # inside the offset (box starts 360-810)
+    assert np.isclose(float(d[2].min()), -np.sqrt(27.0) / np.sqrt(1.5))
+    # a skipped neighbour makes the position skipped
+    valid[0, 48 - 3] = False
+    assert float(shape_scan(box, valid, 27)[0, 48]) == 0.0
+    # every shape width is 3 strides of its box
+    assert all(w % _scan_stride(w) == 0 and w // _scan_stride(w) == 3 for w in SHAPE_WIDTHS)

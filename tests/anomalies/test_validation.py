@@ -79,7 +79,9 @@ def test_anomaly_validation(validation_report) -> None:
             "auc_pca": roc_auc_score(yc, -np.r_[pn, pca.score_samples(inj)[covered]]),
             "auc_iforest_raw": roc_auc_score(yc, -np.r_[ip, ifr.score_samples(inj)[covered]]),
             "scan_kind_counts": {
-                SCAN_LABELS[k]: int(c) for k, c in enumerate(np.bincount(s.scan_kind[covered], minlength=8)) if c
+                SCAN_LABELS[k]: int(c)
+                for k, c in enumerate(np.bincount(s.scan_kind[covered], minlength=len(SCAN_LABELS)))
+                if c
             },
         }
     overall = {k: float(np.mean([v[k] for v in per_class.values()])) for k in per_class["lobal"] if k.startswith("auc")}
