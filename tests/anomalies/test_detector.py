@@ -119,6 +119,20 @@ def test_save_load_roundtrip(det, splits, tmp_path) -> None:
         np.testing.assert_array_equal(pa[k], pb[k])
 
 
+def test_model_from_an_older_scan_set_asks_for_retraining(det, tmp_path) -> None:
+    """A saved model whose scan weights predate the current SCAN_LABELS is refused by name, not mis-scored."""
+    from desilab.anomalies.detector import SCAN_LABELS
+    from desilab.errors import FormatError
+
+    det.save(tmp_path / "m")
+    npz = tmp_path / "m" / "detector.npz"
+    arrays = dict(np.load(npz))
+    del arrays[f"scan_inv_sigma_{len(SCAN_LABELS) - 1}"]  # as written before the shape scans
+    np.savez(npz, **arrays)
+    with pytest.raises(FormatError, match="retrain"):
+        VAEAnomalyDetector.load(tmp_path / "m")
+
+
 def test_real_vanden_berk_composite_looks_normal(det, real) -> None:
     """The Vanden Berk et al. (2001) composite, redshifted onto the DESI grid with noise, sits among normal latents.
 
