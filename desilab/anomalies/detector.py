@@ -163,7 +163,7 @@ def residual_scan(
         cache["cn"] = _cumsum0(used)
     cs = _cumsum0(r) if any(w > 1 for w in widths) else r
     out = []
-    for k, w in enumerate(widths):
+    for w in widths:
         st = _scan_stride(w)
         if w == 1:
             stat = r  # one used pixel per box, 0 where unused
@@ -172,7 +172,22 @@ def residual_scan(
                 n = _box(cache["cn"], w, st)
                 cache[w] = torch.rsqrt(n.clamp(min=1.0)) * (n >= w / 2)
             stat = _box(cs, w, st) * cache[w]
+        out.append(stat)
+    return _weigh_and_reduce(out, widths, inv_sigma, reduce, offset)
+
+
+def _weigh_and_reduce(
+    stats: list[torch.Tensor],
+    widths: tuple[int, ...],
+    inv_sigma: list[torch.Tensor] | None,
+    reduce: bool,
+    offset: int,
+) -> torch.Tensor | list[torch.Tensor]:
+    """Scan statistics times their per-position weights; with *reduce*, the (n, len) max of ``|stat|``."""
+    out = []
+    for k, (stat, w) in enumerate(zip(stats, widths, strict=True)):
         if inv_sigma is not None:
+            st = _scan_stride(w)
             stat = stat * inv_sigma[k][offset // st : offset // st + stat.shape[1]]
         out.append(torch.maximum(stat.amax(dim=1), -stat.amin(dim=1)) if reduce else stat)
     return torch.stack(out, dim=1) if reduce else out
@@ -273,13 +288,7 @@ def all_scans(
     assert isinstance(a, list) and isinstance(b, list)
     boxes = dict(zip(SCAN_WIDTHS, a, strict=True))
     c = [shape_scan(boxes[w], cache[w] > 0, w) for w in SHAPE_WIDTHS]
-    out = []
-    for k, (stat, w) in enumerate(zip(a + b + c, SCAN_WIDTHS + HIGHPASS_WIDTHS + SHAPE_WIDTHS, strict=True)):
-        if inv_sigma is not None:
-            st = _scan_stride(w)
-            stat = stat * inv_sigma[k][offset // st : offset // st + stat.shape[1]]
-        out.append(torch.maximum(stat.amax(dim=1), -stat.amin(dim=1)) if reduce else stat)
-    return torch.stack(out, dim=1) if reduce else out
+    return _weigh_and_reduce(a + b + c, SCAN_WIDTHS + HIGHPASS_WIDTHS + SHAPE_WIDTHS, inv_sigma, reduce, offset)
 
 
 def tail_standardiser(x: np.ndarray, q: float = 0.99) -> tuple[float, float]:
